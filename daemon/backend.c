@@ -1,0 +1,22 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <stdlib.h>
+
+#include "backend.h"
+
+const char *backend_action_to_string(BackendAction a) {
+        static const char *const names[] = {
+                [BACKEND_ADD] = "add",       [BACKEND_REMOVE] = "remove", [BACKEND_BIND] = "bind",
+                [BACKEND_UNBIND] = "unbind", [BACKEND_CHANGE] = "change",
+        };
+        return (unsigned) a < sizeof(names) / sizeof(names[0]) ? names[a] : "unknown";
+}
+
+Backend *backend_free(Backend *b) {
+        if (!b)
+                return NULL;
+        sd_event_unref(b->event);
+        free(b->name);
+        /* The implementation frees its own state and the struct. */
+        b->ops->free(b);
+        return NULL;
+}

@@ -1,0 +1,83 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The kernel boundary. A backend enumerates PCI devices, reports changes as
+ * the udev actions the kernel would send, and (later) performs the vfio and
+ * iommufd operations. The emulated backend stands in for all of it from a
+ * machine file; the Linux backend talks to sysfs, udev and /dev/vfio. */
+#pragma once
+
+#include <errno.h>
+#include <stdbool.h>
+#include <systemd/sd-event.h>
+
+#include "pci-device.h"
+
+typedef enum BackendAction {
+        BACKEND_ADD,    /* a device appeared (info: the whole device) */
+        BACKEND_REMOVE, /* a device went away (info: its last state) */
+        BACKEND_BIND,   /* a driver bound (info.driver set) */
+        BACKEND_UNBIND, /* the driver unbound (info.driver NULL) */
+        BACKEND_CHANGE, /* anything else changed (group, reset methods, slot) */
+} BackendAction;
+
+const char *backend_action_to_string(BackendAction a);
+
+typedef struct Backend Backend;
+
+/* Called for every event, in the order udev would deliver them: for a device
+ * that goes away with a driver bound, UNBIND then REMOVE; for a new device
+ * with a driver, ADD then BIND; children are removed before their bridge and
+ * added after it. info is only valid during the call. */
+typedef void (*BackendEventHandler)(Backend *b, BackendAction action, const PciDeviceInfo *info, void *userdata);
+
+typedef struct BackendOps {
+        /* Deliver the devices present now (ADD, then BIND where bound) and
+         * start watching for changes. */
+        int (*start)(Backend *b);
+        void (*free)(Backend *b);
+
+        /* The vfio/iommufd uAPI at the level of open(), ioctl() and close(),
+         * so contexts run the same code on the real and the emulated kernel.
+         * open: "/dev/iommu", "/dev/vfio/vfio", "/dev/vfio/N",
+         * "/dev/vfio/devices/vfioN"; returns an fd or -errno. ioctl returns
+         * >= 0 (a new fd for VFIO_GROUP_GET_DEVICE_FD) or -errno; it may be
+         * called from a worker thread (a hot reset can take seconds). */
+        int (*open)(Backend *b, const char *path, int flags);
+        int (*ioctl)(Backend *b, int fd, unsigned long request, void *arg);
+        void (*close)(Backend *b, int fd);
+} BackendOps;
+
+struct Backend {
+        const BackendOps *ops;
+        char *name;    /* "emulated-iommufd", "emulated-group", "iommufd", "group" */
+        bool emulated;
+        bool cdev;     /* the iommufd/cdev uAPI is in use (else legacy groups) */
+        sd_event *event;
+        BackendEventHandler handler;
+        void *userdata;
+};
+
+Backend *backend_free(Backend *b);
+static inline void backend_freep(Backend **b) {
+        backend_free(*b);
+}
+static inline int backend_start(Backend *b) {
+        return b->ops->start(b);
+}
+static inline int backend_open(Backend *b, const char *path, int flags) {
+        return b->ops->open ? b->ops->open(b, path, flags) : -EOPNOTSUPP;
+}
+static inline int backend_ioctl(Backend *b, int fd, unsigned long request, void *arg) {
+        return b->ops->ioctl ? b->ops->ioctl(b, fd, request, arg) : -EOPNOTSUPP;
+}
+static inline void backend_close(Backend *b, int fd) {
+        if (fd < 0)
+                return;
+        if (b->ops->close)
+                b->ops->close(b, fd);
+}
+
+/* The emulated kernel: reads MACHINE.json (see DESIGN.md and
+ * docs in the README), watches it, and turns every rewrite into events.
+ * Fails with a logged message naming the key/line when the file is bad. */
+int backend_emulated_new(sd_event *e, const char *machine_path, BackendEventHandler handler, void *userdata,
+                         Backend **ret);

@@ -1,0 +1,78 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <errno.h>
+
+#include "bus-util.h"
+#include "util.h"
+
+
+const char *sanitize_for_message(const char *s, char *buf, size_t size) {
+        size_t i = 0, max = size - 4;
+
+        for (; s && *s && i < max; s++)
+                buf[i++] = (*s >= 0x20 && *s < 0x7f) ? *s : '?';
+        if (s && *s)
+                buf[i++] = '.', buf[i++] = '.', buf[i++] = '.';
+        buf[i] = 0;
+        return buf;
+}
+
+int bus_parse_address(const char *s, PciAddress *ret, sd_bus_error *error) {
+        char shown[68];
+
+        if (pci_address_parse(s, ret) < 0)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Invalid PCI address '%s': %s.",
+                                         sanitize_for_message(s, shown, sizeof shown), PCI_ADDRESS_FORM_HINT);
+        return 0;
+}
+
+int bus_read_options(sd_bus_message *msg, const OptionSpec *specs, size_t n_specs, sd_bus_error *error) {
+        int r;
+
+        r = sd_bus_message_enter_container(msg, 'a', "{sv}");
+        if (r < 0)
+                return r;
+        for (;;) {
+                const char *key, *contents;
+                const OptionSpec *spec = NULL;
+                char shown[68];
+
+                r = sd_bus_message_enter_container(msg, 'e', "sv");
+                if (r < 0)
+                        return r;
+                if (r == 0)
+                        break;
+                r = sd_bus_message_read(msg, "s", &key);
+                if (r < 0)
+                        return r;
+                for (size_t i = 0; i < n_specs; i++)
+                        if (streq(specs[i].name, key))
+                                spec = &specs[i];
+                if (!spec)
+                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Unknown option '%s'.",
+                                                 sanitize_for_message(key, shown, sizeof shown));
+                r = sd_bus_message_peek_type(msg, NULL, &contents);
+                if (r < 0)
+                        return r;
+                if (!contents || contents[0] != spec->type || contents[1] != 0)
+                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Option '%s' must be of type '%c'.",
+                                                 spec->name, spec->type);
+                if (spec->type == 'b') {
+                        int b;
+                        r = sd_bus_message_read(msg, "v", "b", &b);
+                        if (r < 0)
+                                return r;
+                        *(bool *) spec->ret = b;
+                } else {
+                        const char *s;
+                        r = sd_bus_message_read(msg, "v", "s", &s);
+                        if (r < 0)
+                                return r;
+                        *(const char **) spec->ret = s;
+                }
+                r = sd_bus_message_exit_container(msg);
+                if (r < 0)
+                        return r;
+        }
+        return sd_bus_message_exit_container(msg);
+}
+

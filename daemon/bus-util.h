@@ -1,0 +1,38 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The daemon's D-Bus error names (the contract is in dbus/org.hotresetd.Broker1.xml)
+ * and helpers that turn bad arguments into precise errors. */
+#pragma once
+
+#include <systemd/sd-bus.h>
+
+#include "pci-address.h"
+
+#define BUS_ERROR_NO_SUCH_DEVICE "org.hotresetd.Broker1.Error.NoSuchDevice"
+#define BUS_ERROR_NOT_OWNED "org.hotresetd.Broker1.Error.NotOwned"
+#define BUS_ERROR_NOT_IN_DEV_SET "org.hotresetd.Broker1.Error.NotInDevSet"
+#define BUS_ERROR_NO_RESET_MECHANISM "org.hotresetd.Broker1.Error.NoResetMechanism"
+#define BUS_ERROR_BUSY "org.hotresetd.Broker1.Error.Busy"
+#define BUS_ERROR_RATE_LIMITED "org.hotresetd.Broker1.Error.RateLimited"
+#define BUS_ERROR_POLICY_DENIED "org.hotresetd.Broker1.Error.PolicyDenied"
+#define BUS_ERROR_UNSUPPORTED "org.hotresetd.Broker1.Error.Unsupported"
+#define BUS_ERROR_IN_USE "org.hotresetd.Broker1.Error.InUse"
+#define BUS_ERROR_GROUP_NOT_VIABLE "org.hotresetd.Broker1.Error.GroupNotViable"
+#define BUS_ERROR_NOT_ATTACHED "org.hotresetd.Broker1.Error.NotAttached"
+
+/* Parses a caller-supplied address. On failure sets InvalidArgs naming what
+ * was given (sanitised: callers may send anything) and the expected form,
+ * and returns -EINVAL. */
+int bus_parse_address(const char *s, PciAddress *ret, sd_bus_error *error);
+
+/* Copies at most max bytes of untrusted s into buf as printable ASCII, with
+ * "..." when cut, so error messages stay readable and valid UTF-8. */
+const char *sanitize_for_message(const char *s, char *buf, size_t size);
+
+/* Reads an a{sv} of options, refusing unknown keys and wrong types, so a
+ * typo is an error and not a silently ignored wish. */
+typedef struct OptionSpec {
+        const char *name;
+        char type; /* 'b' or 's' */
+        void *ret; /* bool * or const char ** (valid while msg is) */
+} OptionSpec;
+int bus_read_options(sd_bus_message *msg, const OptionSpec *specs, size_t n_specs, sd_bus_error *error);

@@ -1,0 +1,511 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* org.hotresetd.Broker1.Context: one object per lease, served through a
+ * fallback vtable. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+
+#include "bus-util.h"
+#include "context.h"
+#include "log.h"
+#include "manager.h"
+#include "reset-job.h"
+#include "util.h"
+#include "vfio-compat.h"
+
+/* Only the owner (or, for a persistent context, its uid) and privileged
+ * callers may change a context or take files from it. */
+static int check_caller(Context *c, sd_bus_message *msg, const char *what, sd_bus_error *error) {
+        _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
+        const char *sender = sd_bus_message_get_sender(msg);
+        uid_t euid;
+        int r;
+
+        r = manager_check_privileged(msg, what, error);
+        if (r < 0)
+                return r;
+        if (sender && streq(sender, c->owner))
+                return 0;
+        /* Never trust augmented credentials: only what the bus vouches for. */
+        r = sd_bus_query_sender_creds(msg, SD_BUS_CREDS_EUID, &creds);
+        if (r < 0)
+                return r;
+        r = sd_bus_creds_get_euid(creds, &euid);
+        if (r < 0)
+                return r;
+        if (euid == 0 || (c->persistent && euid == c->owner_uid))
+                return 0;
+        return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED, "%s belongs to %s (uid %u), not to you.", c->path,
+                                 c->owner, (unsigned) c->owner_uid);
+}
+
+static int find_attached(Context *c, const char *address, ContextDevice **ret, sd_bus_error *error) {
+        PciAddress a;
+        char addr[PCI_ADDRESS_STRING_MAX];
+        int r;
+
+        r = bus_parse_address(address, &a, error);
+        if (r < 0)
+                return r;
+        ContextDevice *d = context_find_device(c, &a);
+        if (!d) {
+                if (!topology_get(c->manager->topology, &a))
+                        return sd_bus_error_setf(error, BUS_ERROR_NO_SUCH_DEVICE, "No PCI device %s on this machine.",
+                                                 pci_address_format(&a, addr));
+                return sd_bus_error_setf(error, BUS_ERROR_NOT_ATTACHED,
+                                         "%s is not attached to %s: call AttachDevice first.",
+                                         pci_address_format(&a, addr), c->path);
+        }
+        *ret = d;
+        return 0;
+}
+
+static int method_attach_device(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Context *c = userdata;
+        const char *address;
+        bool bind = true;
+        uint32_t devid = 0;
+        int r;
+
+        r = sd_bus_message_read(msg, "s", &address);
+        if (r < 0)
+                return r;
+        const OptionSpec specs[] = { { "Bind", 'b', &bind } };
+        r = bus_read_options(msg, specs, ELEMENTSOF(specs), error);
+        if (r < 0)
+                return r;
+        r = check_caller(c, msg, "attach devices", error);
+        if (r < 0)
+                return r;
+        if (!bind && !c->manager->backend->cdev)
+                return sd_bus_error_setf(error, BUS_ERROR_UNSUPPORTED,
+                                         "Bind=false is for vfio cdevs; the %s backend opens devices through groups.",
+                                         c->manager->backend->name);
+
+        r = context_attach(c, address, bind, &devid, error);
+        if (r < 0)
+                return r;
+        return sd_bus_reply_method_return(msg, "u", devid);
+}
+
+static int method_detach_device(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Context *c = userdata;
+        const char *address;
+        PciAddress a;
+        int r;
+
+        r = sd_bus_message_read(msg, "s", &address);
+        if (r < 0)
+                return r;
+        r = check_caller(c, msg, "detach devices", error);
+        if (r < 0)
+                return r;
+        r = bus_parse_address(address, &a, error);
+        if (r < 0)
+                return r;
+        r = context_detach(c, &a, error);
+        if (r < 0)
+                return r;
+        return sd_bus_reply_method_return(msg, NULL);
+}
+
+static int method_open_device(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Context *c = userdata;
+        const char *address;
+        ContextDevice *d;
+        int r;
+
+        r = sd_bus_message_read(msg, "s", &address);
+        if (r < 0)
+                return r;
+        r = check_caller(c, msg, "open device files", error);
+        if (r < 0)
+                return r;
+        r = find_attached(c, address, &d, error);
+        if (r < 0)
+                return r;
+        /* sd-bus sends a duplicate; the daemon keeps its own file. */
+        return sd_bus_reply_method_return(msg, "h", d->fd);
+}
+
+static int method_open_iommufd(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Context *c = userdata;
+        int r;
+
+        r = check_caller(c, msg, "open the iommufd", error);
+        if (r < 0)
+                return r;
+        if (c->iommufd < 0)
+                return sd_bus_error_setf(error, BUS_ERROR_UNSUPPORTED,
+                                         "%s has no iommufd: the %s backend uses a legacy vfio container.", c->path,
+                                         c->manager->backend->name);
+        return sd_bus_reply_method_return(msg, "h", c->iommufd);
+}
+
+static int method_get_hot_reset_info(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Context *c = userdata;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        _cleanup_free_ HotResetEntry *entries = NULL;
+        const char *address;
+        ContextDevice *d;
+        uint32_t flags;
+        size_t n;
+        int r;
+
+        r = sd_bus_message_read(msg, "s", &address);
+        if (r < 0)
+                return r;
+        r = find_attached(c, address, &d, error);
+        if (r < 0)
+                return r;
+        r = context_hot_reset_info(c, d, &flags, &entries, &n);
+        if (r == -ENODEV)
+                return sd_bus_error_setf(error, BUS_ERROR_NO_RESET_MECHANISM,
+                                         "%s has no hot reset: it is on a root bus (the kernel answered ENODEV).",
+                                         address);
+        if (r == -EINVAL && d->devid == 0 && c->manager->backend->cdev)
+                return sd_bus_error_setf(error, BUS_ERROR_UNSUPPORTED,
+                                         "%s is attached unbound (Bind=false): the kernel answers nothing before "
+                                         "VFIO_DEVICE_BIND_IOMMUFD.",
+                                         address);
+        if (r < 0)
+                return sd_bus_error_set_errnof(error, -r, "Failed to get the hot reset info of %s: %s", address,
+                                               strerror(-r));
+
+        r = sd_bus_message_new_method_return(msg, &reply);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append(reply, "u", flags);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_open_container(reply, 'a', "(su)");
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < n; i++) {
+                char addr[PCI_ADDRESS_STRING_MAX];
+                r = sd_bus_message_append(reply, "(su)", pci_address_format(&entries[i].address, addr), entries[i].id);
+                if (r < 0)
+                        return r;
+        }
+        r = sd_bus_message_close_container(reply);
+        if (r < 0)
+                return r;
+        return sd_bus_send(NULL, reply, NULL);
+}
+
+/* Why an entry of the kernel's answer blocks a reset through c, as an
+ * error naming the device and what holds or drives it; 0 if it doesn't. */
+static int entry_blocks(Context *c, const HotResetEntry *e, bool cdev, sd_bus_error *error, const char *target) {
+        Manager *m = c->manager;
+        char addr[PCI_ADDRESS_STRING_MAX];
+        PciDevice *d = topology_get(m->topology, &e->address);
+
+        pci_address_format(&e->address, addr);
+        if (!d)
+                return sd_bus_error_setf(error, BUS_ERROR_NOT_IN_DEV_SET,
+                                         "%s blocks a hot reset of %s: the daemon does not know it (it may have just "
+                                         "appeared); retry.",
+                                         addr, target);
+        if (d->info.is_bridge)
+                return sd_bus_error_setf(error, BUS_ERROR_NOT_IN_DEV_SET,
+                                         "%s blocks a hot reset of %s: it is a bridge inside the reset scope, and "
+                                         "bridges cannot be bound to vfio-pci.",
+                                         addr, target);
+        if (!driver_is_vfio(d->info.driver))
+                return sd_bus_error_setf(error, BUS_ERROR_NOT_IN_DEV_SET,
+                                         "%s blocks a hot reset of %s: it is %s%s, not a vfio driver; bind it to "
+                                         "vfio-pci.",
+                                         addr, target, d->info.driver ? "bound to " : "", d->info.driver ?: "unbound");
+
+        bool owned = cdev ? e->id != HR_VFIO_PCI_DEVID_NOT_OWNED : context_owns_group(c, (int) e->id);
+        if (owned)
+                return 0;
+
+        Context *holder = manager_holder_of(m, d);
+        if (holder && holder != c) {
+                _cleanup_free_ char *who = context_describe(holder);
+                return sd_bus_error_setf(error, BUS_ERROR_NOT_OWNED, "%s blocks a hot reset of %s: it is held by %s.",
+                                         addr, target, strempty(who));
+        }
+        return sd_bus_error_setf(error, BUS_ERROR_NOT_OWNED,
+                                 "%s blocks a hot reset of %s: it is not attached to %s; attach it (or, with "
+                                 "iommufd, a device of its IOMMU group).",
+                                 addr, target, c->path);
+}
+
+/* Pre-flight with the kernel's own answer, then queue the reset. Shared by
+ * Context.HotReset and Manager.HotReset (private context). */
+int context_submit_hot_reset(Context *c, sd_bus_message *msg, ContextDevice *d, bool release_after,
+                             sd_bus_error *error) {
+        Manager *m = c->manager;
+        bool cdev = m->backend->cdev;
+        _cleanup_free_ HotResetEntry *entries = NULL;
+        _cleanup_strv_free_ char **affected = NULL;
+        _cleanup_free_ int *group_fds = NULL;
+        size_t n = 0, n_group_fds = 0;
+        char target[PCI_ADDRESS_STRING_MAX];
+        uint32_t flags;
+        int r;
+
+        pci_address_format(&d->address, target);
+        if (cdev && !d->bound)
+                return sd_bus_error_setf(error, BUS_ERROR_UNSUPPORTED,
+                                         "%s is attached unbound (Bind=false): the daemon's file cannot reset it "
+                                         "until it is bound; the VMM that bound it must reset it.",
+                                         target);
+
+        r = context_hot_reset_info(c, d, &flags, &entries, &n);
+        if (r == -ENODEV)
+                return sd_bus_error_setf(error, BUS_ERROR_NO_RESET_MECHANISM,
+                                         "%s has no hot reset: it sits on a root bus, with no bridge above it to "
+                                         "reset its slot or bus.",
+                                         target);
+        if (r < 0)
+                return sd_bus_error_set_errnof(error, -r, "Failed to get the hot reset info of %s: %s", target,
+                                               strerror(-r));
+
+        group_fds = calloc(n ? n : 1, sizeof(int));
+        if (!group_fds)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                char addr[PCI_ADDRESS_STRING_MAX];
+                r = entry_blocks(c, &entries[i], cdev, error, target);
+                if (r < 0)
+                        return r;
+                r = strv_extend(&affected, pci_address_format(&entries[i].address, addr));
+                if (r < 0)
+                        return r;
+                if (!cdev) {
+                        int fd = -1;
+                        for (size_t k = 0; k < c->n_groups; k++)
+                                if (c->groups[k].group == (int) entries[i].id)
+                                        fd = c->groups[k].fd;
+                        bool seen = false;
+                        for (size_t k = 0; k < n_group_fds; k++)
+                                seen = seen || group_fds[k] == fd;
+                        if (fd >= 0 && !seen)
+                                group_fds[n_group_fds++] = fd;
+                }
+        }
+
+        return reset_job_submit(m, c, msg, d, affected, group_fds, n_group_fds, release_after);
+}
+
+static int method_hot_reset(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Context *c = userdata;
+        const char *address;
+        ContextDevice *d;
+        int r;
+
+        r = sd_bus_message_read(msg, "s", &address);
+        if (r < 0)
+                return r;
+        r = check_caller(c, msg, "reset devices", error);
+        if (r < 0)
+                return r;
+        r = find_attached(c, address, &d, error);
+        if (r < 0)
+                return r;
+        r = context_submit_hot_reset(c, msg, d, false, error);
+        if (r < 0)
+                return r;
+        return 1; /* answered when the reset is done */
+}
+
+static int method_reset_device(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Context *c = userdata;
+        Backend *b = c->manager->backend;
+        const char *address;
+        ContextDevice *d;
+        int r;
+
+        r = sd_bus_message_read(msg, "s", &address);
+        if (r < 0)
+                return r;
+        r = check_caller(c, msg, "reset devices", error);
+        if (r < 0)
+                return r;
+        r = find_attached(c, address, &d, error);
+        if (r < 0)
+                return r;
+        if (b->cdev && !d->bound)
+                return sd_bus_error_setf(error, BUS_ERROR_UNSUPPORTED,
+                                         "%s is attached unbound (Bind=false): the daemon's file cannot reset it.",
+                                         address);
+
+        struct hr_vfio_device_info info = { .argsz = sizeof info };
+        r = backend_ioctl(b, d->fd, HR_VFIO_DEVICE_GET_INFO, &info);
+        if (r < 0)
+                return sd_bus_error_set_errnof(error, -r, "Failed to query %s: %s", address, strerror(-r));
+        if (!(info.flags & HR_VFIO_DEVICE_FLAGS_RESET))
+                return sd_bus_error_setf(error, BUS_ERROR_NO_RESET_MECHANISM,
+                                         "%s has no function-level reset (no flr, pm or device-specific reset method); "
+                                         "use HotReset.",
+                                         address);
+        r = backend_ioctl(b, d->fd, HR_VFIO_DEVICE_RESET, NULL);
+        if (r == -ENOTTY)
+                return sd_bus_error_setf(error, BUS_ERROR_NO_RESET_MECHANISM, "%s: the kernel has no reset for it.",
+                                         address);
+        if (r < 0)
+                return sd_bus_error_set_errnof(error, -r, "Function reset of %s failed: %s", address, strerror(-r));
+        log_info("%s: function-level reset of %s done.", c->path, address);
+        return sd_bus_reply_method_return(msg, NULL);
+}
+
+static int method_release(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Context *c = userdata;
+        int r;
+
+        r = check_caller(c, msg, "release contexts", error);
+        if (r < 0)
+                return r;
+        r = sd_bus_reply_method_return(msg, NULL);
+        context_release(c, "released by its owner");
+        return r;
+}
+
+static int property_get_owner(sd_bus *bus, const char *path, const char *interface, const char *property,
+                              sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Context *c = userdata;
+        if (c->persistent) {
+                char buf[32];
+                snprintf(buf, sizeof buf, "uid:%u", (unsigned) c->owner_uid);
+                return sd_bus_message_append(reply, "s", buf);
+        }
+        return sd_bus_message_append(reply, "s", c->owner);
+}
+
+static int property_get_backend(sd_bus *bus, const char *path, const char *interface, const char *property,
+                                sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Context *c = userdata;
+        return sd_bus_message_append(reply, "s", c->manager->backend->name);
+}
+
+static int property_get_persistent(sd_bus *bus, const char *path, const char *interface, const char *property,
+                                   sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Context *c = userdata;
+        return sd_bus_message_append(reply, "b", c->persistent);
+}
+
+static int property_get_devices(sd_bus *bus, const char *path, const char *interface, const char *property,
+                                sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Context *c = userdata;
+        PciAddress *sorted = calloc(c->n_devices ? c->n_devices : 1, sizeof(PciAddress));
+        int r;
+
+        if (!sorted)
+                return -ENOMEM;
+        /* Insertion sort: a lease holds a handful of devices. */
+        for (size_t i = 0; i < c->n_devices; i++) {
+                size_t k = i;
+                while (k > 0 && pci_address_compare(&sorted[k - 1], &c->devices[i].address) > 0) {
+                        sorted[k] = sorted[k - 1];
+                        k--;
+                }
+                sorted[k] = c->devices[i].address;
+        }
+        r = sd_bus_message_open_container(reply, 'a', "s");
+        for (size_t i = 0; r >= 0 && i < c->n_devices; i++) {
+                char addr[PCI_ADDRESS_STRING_MAX];
+                r = sd_bus_message_append(reply, "s", pci_address_format(&sorted[i], addr));
+        }
+        free(sorted);
+        if (r < 0)
+                return r;
+        return sd_bus_message_close_container(reply);
+}
+
+static const sd_bus_vtable context_vtable[] = {
+        SD_BUS_VTABLE_START(0),
+        SD_BUS_PROPERTY("Owner", "s", property_get_owner, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("OwnerUid", "u", NULL, offsetof(Context, owner_uid), SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("Persistent", "b", property_get_persistent, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("Backend", "s", property_get_backend, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("Description", "s", NULL, offsetof(Context, description), SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("Devices", "as", property_get_devices, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_METHOD_WITH_ARGS("AttachDevice",
+                                SD_BUS_ARGS("s", address, "a{sv}", options),
+                                SD_BUS_RESULT("u", devid),
+                                method_attach_device,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("DetachDevice",
+                                SD_BUS_ARGS("s", address),
+                                SD_BUS_NO_RESULT,
+                                method_detach_device,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("OpenDevice",
+                                SD_BUS_ARGS("s", address),
+                                SD_BUS_RESULT("h", fd),
+                                method_open_device,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("OpenIommufd",
+                                SD_BUS_NO_ARGS,
+                                SD_BUS_RESULT("h", fd),
+                                method_open_iommufd,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("GetHotResetInfo",
+                                SD_BUS_ARGS("s", address),
+                                SD_BUS_RESULT("u", flags, "a(su)", devices),
+                                method_get_hot_reset_info,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("HotReset",
+                                SD_BUS_ARGS("s", address),
+                                SD_BUS_RESULT("as", affected),
+                                method_hot_reset,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("ResetDevice",
+                                SD_BUS_ARGS("s", address),
+                                SD_BUS_NO_RESULT,
+                                method_reset_device,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("Release",
+                                SD_BUS_NO_ARGS,
+                                SD_BUS_NO_RESULT,
+                                method_release,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_SIGNAL_WITH_ARGS("PrepareForHotReset",
+                                SD_BUS_ARGS("s", address, "as", affected),
+                                0),
+        SD_BUS_VTABLE_END,
+};
+
+static int context_object_find(sd_bus *bus, const char *path, const char *interface, void *userdata, void **found,
+                               sd_bus_error *error) {
+        Manager *m = userdata;
+        Context *c = manager_find_context(m, path);
+        if (!c)
+                return 0;
+        *found = c;
+        return 1;
+}
+
+static int context_node_enumerator(sd_bus *bus, const char *path, void *userdata, char ***nodes,
+                                   sd_bus_error *error) {
+        Manager *m = userdata;
+        char **l = calloc(m->n_contexts + 1, sizeof(char *));
+
+        if (!l)
+                return -ENOMEM;
+        for (size_t i = 0; i < m->n_contexts; i++) {
+                l[i] = strdup(m->contexts[i]->path);
+                if (!l[i]) {
+                        strv_free(l);
+                        return -ENOMEM;
+                }
+        }
+        *nodes = l;
+        return 1;
+}
+
+int context_register_bus(Manager *m) {
+        int r;
+
+        r = sd_bus_add_fallback_vtable(m->bus, NULL, CONTEXT_PATH_PREFIX, CONTEXT_INTERFACE, context_vtable,
+                                       context_object_find, m);
+        if (r < 0)
+                return log_error_errno(r, "Failed to register the context objects: %m");
+        r = sd_bus_add_node_enumerator(m->bus, NULL, CONTEXT_PATH_PREFIX, context_node_enumerator, m);
+        if (r < 0)
+                return log_error_errno(r, "Failed to register the context enumerator: %m");
+        return 0;
+}

@@ -1,0 +1,503 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Context state and its kernel side: opening the iommufd or container,
+ * attaching devices in either uAPI model, querying hot-reset info. The bus
+ * side is in context-dbus.c. */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "bus-util.h"
+#include "context.h"
+#include "log.h"
+#include "manager.h"
+#include "util.h"
+#include "vfio-compat.h"
+
+static int on_owner_gone(sd_bus_track *t, void *userdata) {
+        Context *c = userdata;
+        context_release(c, "its owner disconnected");
+        return 0;
+}
+
+int context_new(Manager *m, const char *owner, uid_t uid, bool persistent, const char *description, Context **ret,
+                sd_bus_error *error) {
+        Backend *b = m->backend;
+        Context *c;
+        int r;
+
+        c = calloc(1, sizeof(Context));
+        if (!c)
+                return -ENOMEM;
+        c->manager = m;
+        c->iommufd = c->container = -1;
+        c->owner_uid = uid;
+        c->persistent = persistent;
+        c->id = ++m->next_context_id;
+        if (asprintf(&c->path, CONTEXT_PATH_PREFIX "/%" PRIu64, c->id) < 0)
+                c->path = NULL;
+        c->owner = strdup(owner);
+        c->description = strdup(strempty(description));
+        if (!c->path || !c->owner || !c->description) {
+                r = -ENOMEM;
+                goto fail;
+        }
+
+        if (b->cdev) {
+                c->iommufd = backend_open(b, "/dev/iommu", O_RDWR | O_CLOEXEC);
+                if (c->iommufd < 0) {
+                        r = sd_bus_error_set_errnof(error, -c->iommufd, "Failed to open /dev/iommu: %s",
+                                                    strerror(-c->iommufd));
+                        c->iommufd = -1;
+                        goto fail;
+                }
+                struct hr_iommu_ioas_alloc alloc = { .size = sizeof alloc };
+                r = backend_ioctl(b, c->iommufd, HR_IOMMU_IOAS_ALLOC, &alloc);
+                if (r < 0) {
+                        r = sd_bus_error_set_errnof(error, -r, "Failed to allocate an IOAS: %s", strerror(-r));
+                        goto fail;
+                }
+                c->ioas_id = alloc.out_ioas_id;
+        } else {
+                c->container = backend_open(b, "/dev/vfio/vfio", O_RDWR | O_CLOEXEC);
+                if (c->container < 0) {
+                        r = sd_bus_error_set_errnof(error, -c->container, "Failed to open /dev/vfio/vfio: %s",
+                                                    strerror(-c->container));
+                        c->container = -1;
+                        goto fail;
+                }
+                r = backend_ioctl(b, c->container, HR_VFIO_GET_API_VERSION, NULL);
+                if (r != HR_VFIO_API_VERSION) {
+                        r = sd_bus_error_setf(error, BUS_ERROR_UNSUPPORTED,
+                                              "The kernel's vfio container API version is %d, not %d.", r,
+                                              HR_VFIO_API_VERSION);
+                        goto fail;
+                }
+        }
+
+        /* A lease ends with its owner's connection unless it was asked to
+         * outlive it. */
+        if (!persistent && m->bus) {
+                r = sd_bus_track_new(m->bus, &c->track, on_owner_gone, c);
+                if (r >= 0)
+                        r = sd_bus_track_add_name(c->track, owner);
+                if (r < 0)
+                        goto fail;
+        }
+
+        *ret = c;
+        return 0;
+
+fail:
+        c->released = true;
+        context_unref_busy(c);
+        return r;
+}
+
+static void context_close_files(Context *c) {
+        Backend *b = c->manager->backend;
+
+        for (size_t i = 0; i < c->n_devices; i++)
+                backend_close(b, c->devices[i].fd);
+        c->n_devices = 0;
+        for (size_t i = 0; i < c->n_groups; i++)
+                backend_close(b, c->groups[i].fd);
+        c->n_groups = 0;
+        backend_close(b, c->iommufd);
+        backend_close(b, c->container);
+        c->iommufd = c->container = -1;
+}
+
+void context_unref_busy(Context *c) {
+        if (!c || c->n_busy > 0 || !c->released)
+                return;
+        context_close_files(c);
+        sd_bus_track_unref(c->track);
+        free(c->devices);
+        free(c->groups);
+        free(c->path);
+        free(c->owner);
+        free(c->description);
+        free(c);
+}
+
+void context_release(Context *c, const char *why) {
+        Manager *m = c->manager;
+
+        if (c->released)
+                return;
+
+        log_info("Releasing %s (owner %s, uid %u, %zu devices): %s.", c->path, c->owner, (unsigned) c->owner_uid,
+                 c->n_devices, why);
+
+        /* Announce while the object still resolves, then forget it. */
+        if (m->bus) {
+                int r = sd_bus_emit_object_removed(m->bus, c->path);
+                if (r < 0)
+                        log_warning_errno(r, "Failed to announce the removal of %s: %m", c->path);
+        }
+        manager_remove_context(m, c);
+        c->track = sd_bus_track_unref(c->track);
+        c->released = true;
+        manager_schedule_publish(m);
+
+        /* Resets in flight keep the files open until they are done. */
+        context_unref_busy(c);
+}
+
+ContextDevice *context_find_device(Context *c, const PciAddress *a) {
+        for (size_t i = 0; i < c->n_devices; i++)
+                if (pci_address_equal(&c->devices[i].address, a))
+                        return &c->devices[i];
+        return NULL;
+}
+
+static ContextGroup *context_find_group(Context *c, int group) {
+        for (size_t i = 0; i < c->n_groups; i++)
+                if (c->groups[i].group == group)
+                        return &c->groups[i];
+        return NULL;
+}
+
+bool context_owns_group(Context *c, int group) {
+        if (group < 0)
+                return false;
+        if (context_find_group(c, group))
+                return true;
+        /* cdev model: a group is owned once one of its devices is bound. */
+        for (size_t i = 0; i < c->n_devices; i++)
+                if (c->devices[i].bound && c->devices[i].iommu_group == group)
+                        return true;
+        return false;
+}
+
+char *context_describe(Context *c) {
+        char *s;
+        if (asprintf(&s, "context %s (owner %s, uid %u)", c->path, c->persistent ? "persistent" : c->owner,
+                     (unsigned) c->owner_uid) < 0)
+                return NULL;
+        return s;
+}
+
+/* The first device of d's IOMMU group bound to a driver that makes the
+ * group unusable for vfio, or NULL. */
+static PciDevice *group_blocker(Manager *m, const PciDevice *d) {
+        if (d->info.iommu_group < 0)
+                return NULL;
+        for (size_t i = 0; i < topology_size(m->topology); i++) {
+                PciDevice *o = topology_at(m->topology, i);
+                if (o->info.iommu_group == d->info.iommu_group && !driver_keeps_group_viable(o->info.driver))
+                        return o;
+        }
+        return NULL;
+}
+
+/* Refusals that need no kernel call, each naming the device and the fix. */
+static int attach_preflight(Context *c, PciDevice *d, sd_bus_error *error) {
+        Manager *m = c->manager;
+        char addr[PCI_ADDRESS_STRING_MAX], oaddr[PCI_ADDRESS_STRING_MAX];
+
+        pci_address_format(&d->info.address, addr);
+
+        if (context_find_device(c, &d->info.address))
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "%s is already attached to %s.", addr,
+                                         c->path);
+        if (!driver_is_vfio(d->info.driver))
+                return sd_bus_error_setf(error, BUS_ERROR_NOT_IN_DEV_SET,
+                                         "%s is not bound to a vfio driver (%s%s): bind it to vfio-pci first.", addr,
+                                         d->info.driver ? "bound to " : "", d->info.driver ?: "no driver");
+        if (d->info.iommu_group < 0)
+                return sd_bus_error_setf(error, BUS_ERROR_GROUP_NOT_VIABLE,
+                                         "%s has no IOMMU group: enable the IOMMU (intel_iommu=on / amd_iommu=on).",
+                                         addr);
+
+        Context *holder = manager_holder_of(m, d);
+        if (holder && holder != c) {
+                _cleanup_free_ char *who = context_describe(holder);
+                bool implicit = !context_find_device(holder, &d->info.address);
+                return sd_bus_error_setf(error, BUS_ERROR_IN_USE, "%s is held by %s%s.", addr, strempty(who),
+                                         implicit ? " through its IOMMU group" : "");
+        }
+
+        PciDevice *blocker = group_blocker(m, d);
+        if (blocker)
+                return sd_bus_error_setf(error, BUS_ERROR_GROUP_NOT_VIABLE,
+                                         "IOMMU group %d of %s is not viable: %s in the same group is bound to %s; "
+                                         "bind it to vfio-pci or pci-stub, or unbind it.",
+                                         d->info.iommu_group, addr,
+                                         pci_address_format(&blocker->info.address, oaddr), blocker->info.driver);
+        if (c->manager->backend->cdev && !d->info.cdev_path)
+                return sd_bus_error_setf(error, BUS_ERROR_UNSUPPORTED, "%s has no vfio cdev.", addr);
+        return 0;
+}
+
+static int kernel_error(sd_bus_error *error, int r, const char *addr, const char *op) {
+        switch (-r) {
+        case EBUSY:
+                return sd_bus_error_setf(error, BUS_ERROR_BUSY,
+                                         "%s: %s failed: device or group busy (is its IOMMU group open through "
+                                         "the legacy /dev/vfio interface elsewhere?).",
+                                         addr, op);
+        case EPERM:
+                return sd_bus_error_setf(error, BUS_ERROR_GROUP_NOT_VIABLE,
+                                         "%s: %s failed: the kernel refused (EPERM): its IOMMU group is not viable "
+                                         "or is owned by another iommufd.",
+                                         addr, op);
+        case ENODEV:
+        case ENOENT:
+                return sd_bus_error_setf(error, BUS_ERROR_NO_SUCH_DEVICE, "%s: %s failed: the device went away.",
+                                         addr, op);
+        default:
+                return sd_bus_error_set_errnof(error, -r, "%s: %s failed: %s", addr, op, strerror(-r));
+        }
+}
+
+static int context_add_device(Context *c, ContextDevice *nd) {
+        ContextDevice *n = realloc(c->devices, (c->n_devices + 1) * sizeof(ContextDevice));
+        if (!n)
+                return -ENOMEM;
+        c->devices = n;
+        c->devices[c->n_devices++] = *nd;
+        return 0;
+}
+
+static int attach_cdev(Context *c, PciDevice *d, bool bind, ContextDevice *ret, sd_bus_error *error) {
+        Backend *b = c->manager->backend;
+        char addr[PCI_ADDRESS_STRING_MAX];
+        _cleanup_close_ int fd = -1;
+        int r;
+
+        pci_address_format(&d->info.address, addr);
+
+        fd = backend_open(b, d->info.cdev_path, O_RDWR | O_CLOEXEC);
+        if (fd < 0)
+                return kernel_error(error, fd, addr, "opening its vfio cdev");
+
+        ContextDevice cd = { .address = d->info.address, .iommu_group = d->info.iommu_group, .fd = -1 };
+        if (bind) {
+                struct hr_vfio_device_bind_iommufd bi = { .argsz = sizeof bi, .iommufd = c->iommufd };
+                r = backend_ioctl(b, fd, HR_VFIO_DEVICE_BIND_IOMMUFD, &bi);
+                if (r < 0) {
+                        backend_close(b, TAKE_FD(fd));
+                        return kernel_error(error, r, addr, "binding to the context's iommufd");
+                }
+                struct hr_vfio_device_attach_iommufd_pt at = { .argsz = sizeof at, .pt_id = c->ioas_id };
+                r = backend_ioctl(b, fd, HR_VFIO_DEVICE_ATTACH_IOMMUFD_PT, &at);
+                if (r < 0) {
+                        backend_close(b, TAKE_FD(fd));
+                        return kernel_error(error, r, addr, "attaching to the context's IOAS");
+                }
+                cd.devid = bi.out_devid;
+                cd.bound = true;
+        }
+        cd.fd = TAKE_FD(fd);
+        *ret = cd;
+        return 0;
+}
+
+static int context_open_group(Context *c, int group, sd_bus_error *error) {
+        Backend *b = c->manager->backend;
+        char path[64];
+        int r;
+
+        if (context_find_group(c, group))
+                return 0;
+
+        snprintf(path, sizeof path, "/dev/vfio/%d", group);
+        int fd = backend_open(b, path, O_RDWR | O_CLOEXEC);
+        if (fd < 0)
+                return sd_bus_error_set_errnof(error, -fd, "Failed to open %s: %s", path, strerror(-fd));
+
+        struct hr_vfio_group_status st = { .argsz = sizeof st };
+        r = backend_ioctl(b, fd, HR_VFIO_GROUP_GET_STATUS, &st);
+        if (r >= 0 && !(st.flags & HR_VFIO_GROUP_FLAGS_VIABLE))
+                r = sd_bus_error_setf(error, BUS_ERROR_GROUP_NOT_VIABLE,
+                                      "IOMMU group %d is not viable: a device in it is bound to a host driver.",
+                                      group);
+        else if (r < 0)
+                r = sd_bus_error_set_errnof(error, -r, "Failed to query IOMMU group %d: %s", group, strerror(-r));
+        else {
+                int container = c->container;
+                r = backend_ioctl(b, fd, HR_VFIO_GROUP_SET_CONTAINER, &container);
+                if (r < 0)
+                        r = sd_bus_error_set_errnof(error, -r, "Failed to add IOMMU group %d to the container: %s",
+                                                    group, strerror(-r));
+        }
+        if (r >= 0 && !c->iommu_set) {
+                r = backend_ioctl(b, c->container, HR_VFIO_SET_IOMMU, (void *) (uintptr_t) HR_VFIO_TYPE1v2_IOMMU);
+                if (r < 0)
+                        r = sd_bus_error_set_errnof(error, -r, "Failed to set the container's IOMMU type: %s",
+                                                    strerror(-r));
+                else
+                        c->iommu_set = true;
+        }
+        if (r < 0) {
+                backend_close(b, fd);
+                return r;
+        }
+
+        ContextGroup *n = realloc(c->groups, (c->n_groups + 1) * sizeof(ContextGroup));
+        if (!n) {
+                backend_close(b, fd);
+                return -ENOMEM;
+        }
+        c->groups = n;
+        c->groups[c->n_groups++] = (ContextGroup) { .group = group, .fd = fd };
+        return 0;
+}
+
+/* Closes a group no attached device needs any more. */
+static void context_maybe_close_group(Context *c, int group) {
+        for (size_t i = 0; i < c->n_devices; i++)
+                if (c->devices[i].iommu_group == group)
+                        return;
+        for (size_t i = 0; i < c->n_groups; i++)
+                if (c->groups[i].group == group) {
+                        backend_close(c->manager->backend, c->groups[i].fd);
+                        c->groups[i] = c->groups[--c->n_groups];
+                        return;
+                }
+}
+
+static int attach_group(Context *c, PciDevice *d, ContextDevice *ret, sd_bus_error *error) {
+        Backend *b = c->manager->backend;
+        char addr[PCI_ADDRESS_STRING_MAX];
+        int r;
+
+        pci_address_format(&d->info.address, addr);
+        r = context_open_group(c, d->info.iommu_group, error);
+        if (r < 0)
+                return r;
+
+        ContextGroup *g = context_find_group(c, d->info.iommu_group);
+        int fd = backend_ioctl(b, g->fd, HR_VFIO_GROUP_GET_DEVICE_FD, addr);
+        if (fd < 0) {
+                context_maybe_close_group(c, d->info.iommu_group);
+                return kernel_error(error, fd, addr, "opening the device through its group");
+        }
+        *ret = (ContextDevice) { .address = d->info.address, .iommu_group = d->info.iommu_group, .fd = fd };
+        return 0;
+}
+
+int context_attach(Context *c, const char *address, bool bind, uint32_t *ret_devid, sd_bus_error *error) {
+        Manager *m = c->manager;
+        ContextDevice cd;
+        PciDevice *d;
+        int r;
+
+        r = manager_find_device(m, address, &d, error);
+        if (r < 0)
+                return r;
+        r = attach_preflight(c, d, error);
+        if (r < 0)
+                return r;
+
+        if (m->backend->cdev)
+                r = attach_cdev(c, d, bind, &cd, error);
+        else
+                r = attach_group(c, d, &cd, error);
+        if (r < 0)
+                return r;
+
+        r = context_add_device(c, &cd);
+        if (r < 0) {
+                backend_close(m->backend, cd.fd);
+                if (!m->backend->cdev)
+                        context_maybe_close_group(c, cd.iommu_group);
+                return r;
+        }
+
+        char addr[PCI_ADDRESS_STRING_MAX];
+        log_info("%s: attached %s%s (devid %u).", c->path, pci_address_format(&cd.address, addr),
+                 m->backend->cdev && !cd.bound ? " unbound" : "", cd.devid);
+        if (m->bus)
+                (void) sd_bus_emit_properties_changed(m->bus, c->path, CONTEXT_INTERFACE, "Devices", NULL);
+        manager_schedule_publish(m);
+        *ret_devid = cd.devid;
+        return 0;
+}
+
+static void context_remove_device(Context *c, ContextDevice *cd) {
+        Manager *m = c->manager;
+        int group = cd->iommu_group;
+
+        backend_close(m->backend, cd->fd);
+        *cd = c->devices[--c->n_devices];
+        if (!m->backend->cdev)
+                context_maybe_close_group(c, group);
+        if (m->bus)
+                (void) sd_bus_emit_properties_changed(m->bus, c->path, CONTEXT_INTERFACE, "Devices", NULL);
+        manager_schedule_publish(m);
+}
+
+int context_detach(Context *c, const PciAddress *a, sd_bus_error *error) {
+        char addr[PCI_ADDRESS_STRING_MAX];
+        ContextDevice *cd = context_find_device(c, a);
+
+        pci_address_format(a, addr);
+        if (!cd)
+                return sd_bus_error_setf(error, BUS_ERROR_NOT_ATTACHED, "%s is not attached to %s.", addr, c->path);
+        if (c->n_busy > 0)
+                return sd_bus_error_setf(error, BUS_ERROR_BUSY, "%s: a hot reset using %s is in progress.", addr,
+                                         c->path);
+        context_remove_device(c, cd);
+        log_info("%s: detached %s.", c->path, addr);
+        return 0;
+}
+
+void context_drop_device(Context *c, const PciAddress *a, const char *why) {
+        char addr[PCI_ADDRESS_STRING_MAX];
+        ContextDevice *cd = context_find_device(c, a);
+
+        if (!cd)
+                return;
+        log_warning("%s: dropping %s from the lease: %s.", c->path, pci_address_format(a, addr), why);
+        context_remove_device(c, cd);
+}
+
+int context_hot_reset_info(Context *c, ContextDevice *d, uint32_t *ret_flags, HotResetEntry **ret_entries,
+                           size_t *ret_n) {
+        Backend *b = c->manager->backend;
+        uint32_t capacity = 0;
+
+        /* The documented protocol: ask with room for nothing, learn the
+         * count from ENOSPC, ask again; EAGAIN means the topology changed
+         * in between, so start over. Bounded: a bus that keeps changing is
+         * an error, not a loop. */
+        for (unsigned attempt = 0; attempt < 8; attempt++) {
+                size_t size = sizeof(struct hr_vfio_pci_hot_reset_info) +
+                              (size_t) capacity * sizeof(struct hr_vfio_pci_dependent_device);
+                _cleanup_free_ struct hr_vfio_pci_hot_reset_info *info = calloc(1, size);
+                if (!info)
+                        return -ENOMEM;
+                info->argsz = (uint32_t) size;
+
+                int r = backend_ioctl(b, d->fd, HR_VFIO_DEVICE_GET_PCI_HOT_RESET_INFO, info);
+                if (r == -ENOSPC && info->count > capacity) {
+                        capacity = info->count;
+                        continue;
+                }
+                if (r == -EAGAIN || r == -ENOSPC)
+                        continue;
+                if (r < 0)
+                        return r;
+
+                HotResetEntry *e = calloc(info->count ? info->count : 1, sizeof(HotResetEntry));
+                if (!e)
+                        return -ENOMEM;
+                for (uint32_t i = 0; i < info->count && i < capacity; i++)
+                        e[i] = (HotResetEntry) {
+                                .address = { .domain = info->devices[i].segment,
+                                             .bus = info->devices[i].bus,
+                                             .slot = info->devices[i].devfn >> 3,
+                                             .function = info->devices[i].devfn & 7 },
+                                .id = info->devices[i].id,
+                        };
+                *ret_flags = info->flags;
+                *ret_entries = e;
+                *ret_n = info->count < capacity ? info->count : capacity;
+                return 0;
+        }
+        return -EAGAIN;
+}

@@ -1,0 +1,96 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Contexts: one per client lease. A context owns one iommufd with one IOAS
+ * (cdev model) or one legacy container (group model), and the daemon's own
+ * open files of the devices attached to it. Clients get duplicates of those
+ * files; the daemon keeps its own so it can still query and reset after the
+ * client's VMM has taken the device over. */
+#pragma once
+
+#include <stdint.h>
+#include <sys/types.h>
+#include <systemd/sd-bus.h>
+
+#include "pci-address.h"
+
+typedef struct Manager Manager;
+
+#define CONTEXT_INTERFACE "org.hotresetd.Broker1.Context"
+#define CONTEXT_PATH_PREFIX "/org/hotresetd/Broker1/context"
+
+typedef struct ContextDevice {
+        PciAddress address;
+        int iommu_group;
+        int fd;         /* the daemon's open file of the device */
+        uint32_t devid; /* cdev model: the kernel's devid; 0 when unbound or legacy */
+        bool bound;     /* cdev model: bound to the context's iommufd */
+} ContextDevice;
+
+typedef struct ContextGroup {
+        int group;
+        int fd;
+} ContextGroup;
+
+typedef struct Context {
+        Manager *manager;
+        uint64_t id;
+        char *path;
+        char *owner; /* unique bus name of the creator */
+        uid_t owner_uid;
+        bool persistent;
+        char *description;
+        sd_bus_track *track;
+
+        int iommufd; /* cdev model */
+        uint32_t ioas_id;
+        int container; /* group model */
+        bool iommu_set;
+        ContextGroup *groups;
+        size_t n_groups;
+
+        ContextDevice *devices;
+        size_t n_devices;
+
+        /* Hot resets in flight use this context's files; the files are
+         * closed only when the last one is done. */
+        unsigned n_busy;
+        bool released;
+} Context;
+
+/* Opens the iommufd + IOAS or the container. On failure sets a D-Bus error. */
+int context_new(Manager *m, const char *owner, uid_t uid, bool persistent, const char *description, Context **ret,
+                sd_bus_error *error);
+/* Detaches everything, closes every file, leaves the bus; the memory goes
+ * when no reset uses it any more. Safe to call twice. */
+void context_release(Context *c, const char *why);
+/* Frees a released context whose resets are done. */
+void context_unref_busy(Context *c);
+
+ContextDevice *context_find_device(Context *c, const PciAddress *a);
+bool context_owns_group(Context *c, int group);
+
+/* bind=false leaves a cdev unbound for a VMM to bind itself. */
+int context_attach(Context *c, const char *address, bool bind, uint32_t *ret_devid, sd_bus_error *error);
+int context_detach(Context *c, const PciAddress *a, sd_bus_error *error);
+/* The device went away or left its vfio driver: drop it from the lease. */
+void context_drop_device(Context *c, const PciAddress *a, const char *why);
+
+/* The kernel's hot-reset info through the context's file of the device,
+ * sized by the ENOSPC loop and retried on EAGAIN. *ret_entries is malloc'ed. */
+typedef struct HotResetEntry {
+        PciAddress address;
+        uint32_t id; /* devid or group id */
+} HotResetEntry;
+int context_hot_reset_info(Context *c, ContextDevice *d, uint32_t *ret_flags, HotResetEntry **ret_entries,
+                           size_t *ret_n);
+
+/* Pre-flight with the kernel's own answer (GetHotResetInfo through c's
+ * file), refusing with an error that names the blocking device, then queue
+ * the reset; msg is answered when it is done. With release_after, c is a
+ * private context released after the reset. */
+int context_submit_hot_reset(Context *c, sd_bus_message *msg, ContextDevice *d, bool release_after,
+                             sd_bus_error *error);
+
+/* "context /org/.../context/3 (owner :1.42, uid 1000)" for messages. */
+char *context_describe(Context *c);
+
+int context_register_bus(Manager *m);

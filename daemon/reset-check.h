@@ -1,0 +1,41 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Would a hot reset of a device be refused, and because of which device?
+ * Pure logic over the topology; who holds a device is asked through a
+ * callback so the model knows nothing of contexts. */
+#pragma once
+
+#include "topology.h"
+
+typedef enum BlockReason {
+        BLOCK_NONE,
+        BLOCK_NO_RESET_MECHANISM, /* the device sits on a root bus */
+        BLOCK_BRIDGE_IN_SCOPE,    /* bridges cannot join the vfio dev_set */
+        BLOCK_NO_DRIVER,          /* unbound: not in the dev_set */
+        BLOCK_NOT_VFIO,           /* bound to a host driver */
+        BLOCK_HELD_ELSEWHERE,     /* held by a context other than the target's holder */
+} BlockReason;
+
+typedef struct ResetCheckEntry {
+        PciDevice *device;
+        BlockReason reason;
+        const void *holder; /* NULL: nobody holds it */
+} ResetCheckEntry;
+
+typedef struct ResetCheck {
+        ResetScope scope;
+        bool possible;
+        ResetCheckEntry *entries; /* one per affected device, in address order */
+        size_t n_entries;
+} ResetCheck;
+
+/* Returns the holder of a device (an opaque pointer), NULL if none. */
+typedef const void *(*HolderOf)(const PciDevice *d, void *userdata);
+
+/* A device held by a holder different from the target's holder blocks; when
+ * nobody holds the target, any held device blocks (the daemon would have to
+ * take the whole scope). holder_of may be NULL: nothing is held. */
+int reset_check(Topology *t, const PciDevice *target, HolderOf holder_of, void *userdata, ResetCheck *ret);
+void reset_check_done(ResetCheck *c);
+
+/* The reason in words, without the holder (the caller names it). */
+const char *block_reason_to_string(BlockReason r);

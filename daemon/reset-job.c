@@ -1,0 +1,316 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/eventfd.h>
+#include <time.h>
+
+#include "bus-util.h"
+#include "log.h"
+#include "manager.h"
+#include "reset-job.h"
+#include "util.h"
+#include "vfio-compat.h"
+
+/* EBUSY: a concurrent access held the device's memory lock; EAGAIN: the
+ * topology changed. Both are worth a few more tries, not a client error. */
+#define RESET_ATTEMPTS 4
+#define RESET_RETRY_DELAY_MS 100
+
+typedef struct ResetJob {
+        struct ResetJob *next;
+        Manager *manager;
+        Context *context;
+        sd_bus_message *request;
+        bool release_after;
+
+        PciAddress target;
+        char **affected;
+        int fd;                 /* the context's file of the target */
+        bool cdev;
+        struct hr_vfio_pci_hot_reset *arg;
+
+        bool running;
+        uint64_t started_usec;
+        int result;
+        unsigned attempts;
+        pthread_t thread;
+        int eventfd;
+        sd_event_source *done_source;
+} ResetJob;
+
+static uint64_t now_usec(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000000u + (uint64_t) ts.tv_nsec / 1000u;
+}
+
+static bool jobs_overlap(const ResetJob *a, const ResetJob *b) {
+        for (size_t i = 0; a->affected && a->affected[i]; i++)
+                if (strv_contains(b->affected, a->affected[i]))
+                        return true;
+        return false;
+}
+
+static void *reset_thread(void *userdata) {
+        ResetJob *j = userdata;
+        Backend *b = j->manager->backend;
+        uint64_t one = 1;
+        int r = 0;
+
+        for (j->attempts = 1; j->attempts <= RESET_ATTEMPTS; j->attempts++) {
+                r = backend_ioctl(b, j->fd, HR_VFIO_DEVICE_PCI_HOT_RESET, j->arg);
+                if (r != -EBUSY && r != -EAGAIN)
+                        break;
+                struct timespec ts = { .tv_nsec = RESET_RETRY_DELAY_MS * 1000000L };
+                nanosleep(&ts, NULL);
+        }
+        j->result = r < 0 ? r : 0;
+        /* The loop learns we are done through the eventfd. */
+        if (write(j->eventfd, &one, sizeof one) < 0)
+                abort();
+        return NULL;
+}
+
+static void job_free(ResetJob *j) {
+        if (!j)
+                return;
+        sd_event_source_disable_unref(j->done_source);
+        safe_close(j->eventfd);
+        sd_bus_message_unref(j->request);
+        strv_free(j->affected);
+        free(j->arg);
+        free(j);
+}
+
+static void job_unlink(Manager *m, ResetJob *j) {
+        for (ResetJob **p = &m->jobs; *p; p = &(*p)->next)
+                if (*p == j) {
+                        *p = j->next;
+                        return;
+                }
+}
+
+/* The kernel's errno in words, as a D-Bus error on the request. */
+static void job_reply_error(ResetJob *j, const char *addr, sd_bus_error *error) {
+        int r = -j->result;
+        switch (r) {
+        case ENODEV:
+                sd_bus_error_setf(error, BUS_ERROR_NO_RESET_MECHANISM,
+                                  "Hot reset of %s failed: the kernel has no reset for its slot or bus (ENODEV), "
+                                  "or the device went away.",
+                                  addr);
+                break;
+        case EINVAL:
+                sd_bus_error_setf(error, BUS_ERROR_NOT_OWNED,
+                                  "Hot reset of %s refused by the kernel (EINVAL): a device in the scope is not owned "
+                                  "by the context or not bound to a vfio driver; CheckHotReset names it.",
+                                  addr);
+                break;
+        case EBUSY:
+        case EAGAIN:
+                sd_bus_error_setf(error, BUS_ERROR_BUSY,
+                                  "Hot reset of %s: the kernel stayed busy (%s) for %u attempts; retry later.", addr,
+                                  strerror(r), RESET_ATTEMPTS);
+                break;
+        case ENOTTY:
+                sd_bus_error_setf(error, BUS_ERROR_NO_RESET_MECHANISM,
+                                  "Hot reset of %s failed (ENOTTY): the bus reset did not complete (the link did not "
+                                  "come back).",
+                                  addr);
+                break;
+        default:
+                sd_bus_error_set_errnof(error, r, "Hot reset of %s failed: %s", addr, strerror(r));
+        }
+}
+
+static void jobs_start_ready(Manager *m);
+
+static int on_job_done(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        ResetJob *j = userdata;
+        Manager *m = j->manager;
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        char addr[PCI_ADDRESS_STRING_MAX];
+        uint64_t duration;
+
+        (void) pthread_join(j->thread, NULL);
+        duration = now_usec() - j->started_usec;
+        pci_address_format(&j->target, addr);
+
+        if (j->result < 0) {
+                job_reply_error(j, addr, &error);
+                log_warning("Hot reset of %s through %s failed after %u attempt(s): %s", addr, j->context->path,
+                            j->attempts > RESET_ATTEMPTS ? RESET_ATTEMPTS : j->attempts, error.message);
+                if (j->request)
+                        (void) sd_bus_reply_method_error(j->request, &error);
+        } else {
+                _cleanup_free_ char *list = strv_join(j->affected, ", ");
+                log_info("Hot reset of %s through %s done in %" PRIu64 " us: reset %s.", addr, j->context->path,
+                         duration, strempty(list));
+                if (j->request) {
+                        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+                        if (sd_bus_message_new_method_return(j->request, &reply) >= 0 &&
+                            sd_bus_message_append_strv(reply, j->affected) >= 0)
+                                (void) sd_bus_send(NULL, reply, NULL);
+                }
+        }
+
+        if (m->bus)
+                (void) sd_bus_emit_signal(m->bus, BROKER_PATH, MANAGER_INTERFACE, "HotResetDone", "sast", addr,
+                                          j->affected, duration, j->result < 0 ? error.name : "success");
+
+        Context *c = j->context;
+        bool release = j->release_after;
+        job_unlink(m, j);
+        job_free(j);
+
+        /* A private context (Manager.HotReset) goes after the reply, so
+         * whatever happened, nothing of it is left behind. */
+        c->n_busy--;
+        if (release)
+                context_release(c, "the hot reset it was made for is over");
+        else
+                context_unref_busy(c);
+        jobs_start_ready(m);
+        return 0;
+}
+
+static int job_start(ResetJob *j) {
+        Manager *m = j->manager;
+        Context *c = j->context;
+        int r;
+
+        /* Tell every lease holding an affected device first: its VMM may
+         * want to quiesce the device. */
+        for (size_t i = 0; m->bus && i < m->n_contexts; i++) {
+                Context *o = m->contexts[i];
+                for (size_t k = 0; k < o->n_devices; k++) {
+                        char a[PCI_ADDRESS_STRING_MAX], t[PCI_ADDRESS_STRING_MAX];
+                        if (strv_contains(j->affected, pci_address_format(&o->devices[k].address, a))) {
+                                (void) sd_bus_emit_signal(m->bus, o->path, CONTEXT_INTERFACE, "PrepareForHotReset",
+                                                          "sas", pci_address_format(&j->target, t), j->affected);
+                                break;
+                        }
+                }
+        }
+
+        j->eventfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (j->eventfd < 0)
+                return -errno;
+        r = sd_event_add_io(m->event, &j->done_source, j->eventfd, EPOLLIN, on_job_done, j);
+        if (r < 0)
+                return r;
+
+        j->started_usec = now_usec();
+        r = pthread_create(&j->thread, NULL, reset_thread, j);
+        if (r != 0)
+                return -r;
+        j->running = true;
+        log_debug("Hot reset of %s through %s started.", c->path, c->path);
+        return 0;
+}
+
+static void job_fail_now(ResetJob *j, int r) {
+        Manager *m = j->manager;
+        Context *c = j->context;
+        char addr[PCI_ADDRESS_STRING_MAX];
+
+        log_error_errno(r, "Failed to start the hot reset of %s: %m", pci_address_format(&j->target, addr));
+        if (j->request)
+                (void) sd_bus_reply_method_errnof(j->request, -r, "Failed to start the hot reset of %s: %s", addr,
+                                                  strerror(-r));
+        bool release = j->release_after;
+        job_unlink(m, j);
+        job_free(j);
+        c->n_busy--;
+        if (release)
+                context_release(c, "its hot reset could not start");
+        else
+                context_unref_busy(c);
+}
+
+static void jobs_start_ready(Manager *m) {
+        for (ResetJob *j = m->jobs, *next; j; j = next) {
+                next = j->next;
+                if (j->running)
+                        continue;
+                bool blocked = false;
+                for (ResetJob *o = m->jobs; o; o = o->next)
+                        if (o != j && o->running && jobs_overlap(j, o)) {
+                                blocked = true;
+                                break;
+                        }
+                /* Queued jobs earlier in the list go first on a shared scope. */
+                for (ResetJob *o = m->jobs; !blocked && o != j; o = o->next)
+                        if (!o->running && jobs_overlap(j, o))
+                                blocked = true;
+                if (blocked)
+                        continue;
+                int r = job_start(j);
+                if (r < 0)
+                        job_fail_now(j, r);
+        }
+}
+
+int reset_job_submit(Manager *m, Context *c, sd_bus_message *request, const ContextDevice *d, char **affected,
+                     const int *group_fds, size_t n_group_fds, bool release_after) {
+        ResetJob *j = calloc(1, sizeof(ResetJob));
+        if (!j)
+                return -ENOMEM;
+        j->manager = m;
+        j->context = c;
+        j->request = sd_bus_message_ref(request);
+        j->release_after = release_after;
+        j->target = d->address;
+        j->fd = d->fd;
+        j->cdev = m->backend->cdev;
+        j->eventfd = -1;
+        j->affected = strv_copy(affected);
+
+        /* cdev: ownership comes from the device's iommufd, count 0.
+         * Legacy: a group fd for every affected group. */
+        size_t size = sizeof(struct hr_vfio_pci_hot_reset) + n_group_fds * sizeof(int32_t);
+        j->arg = calloc(1, size);
+        if (!j->affected || !j->arg) {
+                job_free(j);
+                return -ENOMEM;
+        }
+        j->arg->argsz = (uint32_t) size;
+        j->arg->count = (uint32_t) n_group_fds;
+        for (size_t i = 0; i < n_group_fds; i++)
+                j->arg->group_fds[i] = group_fds[i];
+
+        c->n_busy++;
+        /* Append: first come, first served on a shared scope. */
+        ResetJob **p = &m->jobs;
+        while (*p)
+                p = &(*p)->next;
+        *p = j;
+
+        jobs_start_ready(m);
+        return 0;
+}
+
+bool reset_job_pending_for(Manager *m, const PciAddress *a) {
+        char addr[PCI_ADDRESS_STRING_MAX];
+        pci_address_format(a, addr);
+        for (ResetJob *j = m->jobs; j; j = j->next)
+                if (strv_contains(j->affected, addr))
+                        return true;
+        return false;
+}
+
+void reset_jobs_free(Manager *m) {
+        while (m->jobs) {
+                ResetJob *j = m->jobs;
+                if (j->running)
+                        (void) pthread_join(j->thread, NULL);
+                m->jobs = j->next;
+                Context *c = j->context;
+                job_free(j);
+                c->n_busy--;
+                context_unref_busy(c);
+        }
+}

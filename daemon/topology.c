@@ -1,0 +1,288 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <errno.h>
+#include <stdlib.h>
+
+#include "topology.h"
+#include "util.h"
+
+struct Topology {
+        PciDevice **devices; /* sorted by address */
+        size_t n_devices, n_allocated;
+        void (*free_userdata)(void *userdata);
+
+        /* Bridges sorted by (domain, secondary bus); rebuilt on demand
+         * after the table changed. */
+        PciDevice **bridges;
+        size_t n_bridges;
+        bool bridges_dirty;
+};
+
+const char *reset_scope_to_string(ResetScope s) {
+        switch (s) {
+        case RESET_SCOPE_SLOT:
+                return "slot";
+        case RESET_SCOPE_BUS:
+                return "bus";
+        case RESET_SCOPE_NONE:
+        default:
+                return "none";
+        }
+}
+
+Topology *topology_new(void (*free_userdata)(void *userdata)) {
+        Topology *t = calloc(1, sizeof(Topology));
+        if (!t)
+                return NULL;
+        t->free_userdata = free_userdata;
+        return t;
+}
+
+static void device_free(Topology *t, PciDevice *d) {
+        if (!d)
+                return;
+        if (d->userdata && t->free_userdata)
+                t->free_userdata(d->userdata);
+        pci_device_info_done(&d->info);
+        free(d);
+}
+
+Topology *topology_free(Topology *t) {
+        if (!t)
+                return NULL;
+        for (size_t i = 0; i < t->n_devices; i++)
+                device_free(t, t->devices[i]);
+        free(t->devices);
+        free(t->bridges);
+        free(t);
+        return NULL;
+}
+
+/* Index of the first device whose key is >= key. */
+static size_t lower_bound(const Topology *t, uint32_t key) {
+        size_t lo = 0, hi = t->n_devices;
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                if (pci_address_key(&t->devices[mid]->info.address) < key)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        return lo;
+}
+
+PciDevice *topology_get(Topology *t, const PciAddress *a) {
+        uint32_t key = pci_address_key(a);
+        size_t i = lower_bound(t, key);
+        if (i < t->n_devices && pci_address_key(&t->devices[i]->info.address) == key)
+                return t->devices[i];
+        return NULL;
+}
+
+size_t topology_size(const Topology *t) {
+        return t->n_devices;
+}
+
+PciDevice *topology_at(Topology *t, size_t i) {
+        return i < t->n_devices ? t->devices[i] : NULL;
+}
+
+int topology_put(Topology *t, const PciDeviceInfo *info, PciDevice **ret) {
+        PciDeviceInfo copy;
+        uint32_t key = pci_address_key(&info->address);
+        size_t i = lower_bound(t, key);
+        int r;
+
+        r = pci_device_info_copy(&copy, info);
+        if (r < 0)
+                return r;
+
+        if (i < t->n_devices && pci_address_key(&t->devices[i]->info.address) == key) {
+                PciDevice *d = t->devices[i];
+                pci_device_info_done(&d->info);
+                d->info = copy;
+                t->bridges_dirty = true;
+                if (ret)
+                        *ret = d;
+                return 0;
+        }
+
+        if (t->n_devices == t->n_allocated) {
+                size_t n = t->n_allocated ? t->n_allocated * 2 : 64;
+                PciDevice **nd = realloc(t->devices, n * sizeof(PciDevice *));
+                if (!nd) {
+                        pci_device_info_done(&copy);
+                        return -ENOMEM;
+                }
+                t->devices = nd;
+                t->n_allocated = n;
+        }
+
+        PciDevice *d = calloc(1, sizeof(PciDevice));
+        if (!d) {
+                pci_device_info_done(&copy);
+                return -ENOMEM;
+        }
+        d->info = copy;
+
+        /* Machines are mostly enumerated in address order, so this is
+         * usually an append. */
+        memmove(t->devices + i + 1, t->devices + i, (t->n_devices - i) * sizeof(PciDevice *));
+        t->devices[i] = d;
+        t->n_devices++;
+        t->bridges_dirty = true;
+        if (ret)
+                *ret = d;
+        return 1;
+}
+
+int topology_remove(Topology *t, const PciAddress *a) {
+        uint32_t key = pci_address_key(a);
+        size_t i = lower_bound(t, key);
+
+        if (i >= t->n_devices || pci_address_key(&t->devices[i]->info.address) != key)
+                return -ENOENT;
+
+        device_free(t, t->devices[i]);
+        memmove(t->devices + i, t->devices + i + 1, (t->n_devices - i - 1) * sizeof(PciDevice *));
+        t->n_devices--;
+        t->bridges_dirty = true;
+        return 0;
+}
+
+static uint32_t bridge_key(const PciDevice *b) {
+        return (uint32_t) b->info.address.domain << 8 | b->info.secondary_bus;
+}
+
+static int bridge_compare(const void *a, const void *b) {
+        uint32_t x = bridge_key(*(PciDevice *const *) a), y = bridge_key(*(PciDevice *const *) b);
+        return x < y ? -1 : x > y;
+}
+
+static int ensure_bridge_index(Topology *t) {
+        if (!t->bridges_dirty && (t->bridges || t->n_devices == 0))
+                return 0;
+
+        size_t n = 0;
+        for (size_t i = 0; i < t->n_devices; i++)
+                n += t->devices[i]->info.is_bridge;
+
+        PciDevice **b = malloc((n ? n : 1) * sizeof(PciDevice *));
+        if (!b)
+                return -ENOMEM;
+        n = 0;
+        for (size_t i = 0; i < t->n_devices; i++)
+                if (t->devices[i]->info.is_bridge)
+                        b[n++] = t->devices[i];
+        qsort(b, n, sizeof(PciDevice *), bridge_compare);
+
+        free(t->bridges);
+        t->bridges = b;
+        t->n_bridges = n;
+        t->bridges_dirty = false;
+        return 0;
+}
+
+PciDevice *topology_parent_bridge(Topology *t, const PciDevice *d) {
+        if (ensure_bridge_index(t) < 0)
+                return NULL;
+
+        uint32_t key = (uint32_t) d->info.address.domain << 8 | d->info.address.bus;
+        size_t lo = 0, hi = t->n_bridges;
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                if (bridge_key(t->bridges[mid]) < key)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        /* Two bridges claiming one secondary bus is a broken machine; the
+         * parsers reject it, the model takes the first. */
+        if (lo < t->n_bridges && bridge_key(t->bridges[lo]) == key && t->bridges[lo] != d)
+                return t->bridges[lo];
+        return NULL;
+}
+
+ResetScope topology_reset_scope(Topology *t, const PciDevice *d) {
+        PciDevice *parent = topology_parent_bridge(t, d);
+        if (!parent)
+                return RESET_SCOPE_NONE;
+        return parent->info.slot_reset ? RESET_SCOPE_SLOT : RESET_SCOPE_BUS;
+}
+
+typedef struct Collect {
+        PciDevice **items;
+        size_t n, allocated;
+        uint64_t seen_bus[4]; /* buses of this domain already walked */
+} Collect;
+
+static int collect_push(Collect *c, PciDevice *d) {
+        if (c->n == c->allocated) {
+                size_t n = c->allocated ? c->allocated * 2 : 16;
+                PciDevice **ni = realloc(c->items, n * sizeof(PciDevice *));
+                if (!ni)
+                        return -ENOMEM;
+                c->items = ni;
+                c->allocated = n;
+        }
+        c->items[c->n++] = d;
+        return 0;
+}
+
+/* Walks one bus (optionally one slot of it) and, through the bridges found
+ * there, every bus below. Each bus is walked once, so a machine whose
+ * bridges loop cannot make this recurse forever. */
+static int collect_bus(Topology *t, Collect *c, uint16_t domain, uint8_t bus, int slot) {
+        if (c->seen_bus[bus / 64] & (UINT64_C(1) << (bus % 64)))
+                return 0;
+        c->seen_bus[bus / 64] |= UINT64_C(1) << (bus % 64);
+
+        PciAddress first = { .domain = domain, .bus = bus };
+        for (size_t i = lower_bound(t, pci_address_key(&first)); i < t->n_devices; i++) {
+                PciDevice *d = t->devices[i];
+                if (d->info.address.domain != domain || d->info.address.bus != bus)
+                        break;
+                if (slot >= 0 && d->info.address.slot != slot)
+                        continue;
+                int r = collect_push(c, d);
+                if (r < 0)
+                        return r;
+                if (d->info.is_bridge) {
+                        r = collect_bus(t, c, domain, d->info.secondary_bus, -1);
+                        if (r < 0)
+                                return r;
+                }
+        }
+        return 0;
+}
+
+static int device_ptr_compare(const void *a, const void *b) {
+        return pci_address_compare(&(*(PciDevice *const *) a)->info.address,
+                                   &(*(PciDevice *const *) b)->info.address);
+}
+
+int topology_affected(Topology *t, const PciDevice *d, PciDevice ***ret, size_t *ret_n) {
+        Collect c = {};
+        int r;
+
+        switch (topology_reset_scope(t, d)) {
+        case RESET_SCOPE_NONE:
+                r = collect_push(&c, (PciDevice *) d);
+                break;
+        case RESET_SCOPE_SLOT:
+                r = collect_bus(t, &c, d->info.address.domain, d->info.address.bus, d->info.address.slot);
+                break;
+        case RESET_SCOPE_BUS:
+        default:
+                r = collect_bus(t, &c, d->info.address.domain, d->info.address.bus, -1);
+                break;
+        }
+        if (r < 0) {
+                free(c.items);
+                return r;
+        }
+
+        qsort(c.items, c.n, sizeof(PciDevice *), device_ptr_compare);
+        *ret = c.items;
+        *ret_n = c.n;
+        return 0;
+}

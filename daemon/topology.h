@@ -1,0 +1,52 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The topology model: a table of PCI functions and the rules that decide
+ * what a hot reset of one of them touches. Pure logic over the table, no
+ * kernel, no bus, so it can be unit tested on any machine. */
+#pragma once
+
+#include <stddef.h>
+
+#include "pci-device.h"
+
+typedef struct Topology Topology;
+
+typedef struct PciDevice {
+        PciDeviceInfo info;
+        void *userdata; /* owned by the layer above; see topology_new() */
+} PciDevice;
+
+typedef enum ResetScope {
+        RESET_SCOPE_NONE, /* on a root bus: no hot reset mechanism */
+        RESET_SCOPE_SLOT, /* the parent bridge can reset the slot */
+        RESET_SCOPE_BUS,  /* secondary bus reset of the parent bridge */
+} ResetScope;
+
+const char *reset_scope_to_string(ResetScope s);
+
+/* free_userdata is called for a device's userdata when it leaves the table. */
+Topology *topology_new(void (*free_userdata)(void *userdata));
+Topology *topology_free(Topology *t);
+static inline void topology_freep(Topology **t) {
+        topology_free(*t);
+}
+
+/* Copies info in, replacing a device at the same address (its userdata is
+ * kept). */
+int topology_put(Topology *t, const PciDeviceInfo *info, PciDevice **ret);
+/* -ENOENT when there is no such device. */
+int topology_remove(Topology *t, const PciAddress *a);
+
+PciDevice *topology_get(Topology *t, const PciAddress *a);
+size_t topology_size(const Topology *t);
+/* Devices in address order, 0 <= i < topology_size(). */
+PciDevice *topology_at(Topology *t, size_t i);
+
+/* The bridge whose secondary bus is d's bus; NULL on a root bus. */
+PciDevice *topology_parent_bridge(Topology *t, const PciDevice *d);
+ResetScope topology_reset_scope(Topology *t, const PciDevice *d);
+
+/* The devices a hot reset of d hits, d included, in address order: the
+ * slot's or the bus's devices and everything on the buses below them
+ * (bridges too). For RESET_SCOPE_NONE only d itself. The array is
+ * allocated; the devices stay owned by the table. */
+int topology_affected(Topology *t, const PciDevice *d, PciDevice ***ret, size_t *ret_n);
