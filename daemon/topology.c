@@ -98,9 +98,12 @@ int topology_put(Topology *t, const PciDeviceInfo *info, PciDevice **ret) {
 
         if (i < t->n_devices && pci_address_key(&t->devices[i]->info.address) == key) {
                 PciDevice *d = t->devices[i];
+                /* A rebind is the common change; only bridge changes move
+                 * the bridge index. */
+                if (d->info.is_bridge != copy.is_bridge || d->info.secondary_bus != copy.secondary_bus)
+                        t->bridges_dirty = true;
                 pci_device_info_done(&d->info);
                 d->info = copy;
-                t->bridges_dirty = true;
                 if (ret)
                         *ret = d;
                 return 0;
@@ -153,9 +156,14 @@ static uint32_t bridge_key(const PciDevice *b) {
         return (uint32_t) b->info.address.domain << 8 | b->info.secondary_bus;
 }
 
+/* Ties (two bridges claiming one bus: a broken machine) are broken by
+ * address, so the answer does not depend on the sort implementation. */
 static int bridge_compare(const void *a, const void *b) {
-        uint32_t x = bridge_key(*(PciDevice *const *) a), y = bridge_key(*(PciDevice *const *) b);
-        return x < y ? -1 : x > y;
+        const PciDevice *p = *(PciDevice *const *) a, *q = *(PciDevice *const *) b;
+        uint32_t x = bridge_key(p), y = bridge_key(q);
+        if (x != y)
+                return x < y ? -1 : 1;
+        return pci_address_compare(&p->info.address, &q->info.address);
 }
 
 static int ensure_bridge_index(Topology *t) {
@@ -196,9 +204,11 @@ PciDevice *topology_parent_bridge(Topology *t, const PciDevice *d) {
                         hi = mid;
         }
         /* Two bridges claiming one secondary bus is a broken machine; the
-         * parsers reject it, the model takes the first. */
-        if (lo < t->n_bridges && bridge_key(t->bridges[lo]) == key && t->bridges[lo] != d)
-                return t->bridges[lo];
+         * parsers reject it, the model takes the lowest address that is not
+         * the device itself. */
+        for (; lo < t->n_bridges && bridge_key(t->bridges[lo]) == key; lo++)
+                if (t->bridges[lo] != d)
+                        return t->bridges[lo];
         return NULL;
 }
 
