@@ -43,6 +43,10 @@ static const char *model_name(bool cdev) {
         return cdev ? "cdev" : "group";
 }
 
+static const char *plural_s(size_t n) {
+        return n == 1 ? "" : "s";
+}
+
 /* ---- vfio-dev numbering ---- */
 
 static int cdev_allocate(EmulatedBackend *s, char **ret) {
@@ -229,20 +233,20 @@ static void emulated_update(EmulatedBackend *s) {
         /* A half-edited file must not make devices vanish: keep going with
          * what we have until the file is good again. */
         if (r < 0) {
-                log_warning("Emulated kernel: ignoring an invalid update: %s; keeping the last good machine (%zu devices).",
-                            strempty(error), n);
+                log_warning("Emulated kernel: ignoring an invalid update: %s; keeping the last good machine (%zu device%s).",
+                            strempty(error), n, plural_s(n));
                 return;
         }
         if (next->cdev != s->base.cdev) {
                 log_warning("Emulated kernel: ignoring the update of %s: \"cdev\" changed from %s to %s, but the uAPI "
                             "model cannot change at runtime (restart the daemon); keeping the last good machine (%zu "
-                            "devices).",
-                            s->path, s->base.cdev ? "true" : "false", next->cdev ? "true" : "false", n);
+                            "device%s).",
+                            s->path, s->base.cdev ? "true" : "false", next->cdev ? "true" : "false", n, plural_s(n));
                 return;
         }
 
-        log_info("Emulated kernel: reloaded %s (%zu devices, %s model)", s->path, next->n_devices,
-                 model_name(next->cdev));
+        log_info("Emulated kernel: reloaded %s (%zu device%s, %s model)", s->path, next->n_devices,
+                 plural_s(next->n_devices), model_name(next->cdev));
         r = emulated_apply(s, TAKE_PTR(next));
         if (r < 0)
                 log_error_errno(r, "Emulated kernel: failed to apply the update of %s: %m", s->path);
@@ -363,8 +367,8 @@ int backend_emulated_new(sd_event *e, const char *machine_path, BackendEventHand
         if (!b->name)
                 return log_oom();
 
-        log_info("Emulated kernel: loaded %s (%zu devices, %s model)", machine_path, s->initial->n_devices,
-                 model_name(b->cdev));
+        log_info("Emulated kernel: loaded %s (%zu device%s, %s model)", machine_path, s->initial->n_devices,
+                 plural_s(s->initial->n_devices), model_name(b->cdev));
 
         *ret = TAKE_PTR(b);
         return 0;

@@ -13,6 +13,7 @@
 /* What a device last told the bus, to signal exactly what changed. */
 typedef struct DeviceObject {
         Manager *manager;
+        bool announced; /* InterfacesAdded sent */
         bool published;
         char *driver;
         int iommu_group;
@@ -142,13 +143,12 @@ static int hot_reset_possible(Manager *m, const PciDevice *d, bool *ret) {
 
 /* Why an affected device blocks, in words a person can act on. */
 static char *block_reason_text(Manager *m, const PciDevice *target, const ResetCheckEntry *e) {
-        char addr[PCI_ADDRESS_STRING_MAX], taddr[PCI_ADDRESS_STRING_MAX];
+        char addr[PCI_ADDRESS_STRING_MAX];
         const PciAddress *a = &e->device->info.address;
         char *s = NULL;
         int r = 0;
 
         pci_address_format(a, addr);
-        pci_address_format(&target->info.address, taddr);
 
         switch (e->reason) {
         case BLOCK_NONE:
@@ -161,11 +161,11 @@ static char *block_reason_text(Manager *m, const PciDevice *target, const ResetC
                 r = asprintf(&s, "bridge in reset scope: %s is a bridge, and bridges cannot be bound to vfio-pci", addr);
                 break;
         case BLOCK_NO_DRIVER:
-                r = asprintf(&s, "not bound to a vfio driver: no driver (bind %s to vfio-pci to reset %s)", addr, taddr);
+                r = asprintf(&s, "not bound to a vfio driver: no driver (bind %s to vfio-pci)", addr);
                 break;
         case BLOCK_NOT_VFIO:
-                r = asprintf(&s, "not bound to a vfio driver: bound to %s (rebind %s to vfio-pci to reset %s)",
-                             e->device->info.driver, addr, taddr);
+                r = asprintf(&s, "not bound to a vfio driver: bound to %s (rebind %s to vfio-pci)",
+                             e->device->info.driver, addr);
                 break;
         case BLOCK_HELD_ELSEWHERE: {
                 Context *c = (Context *) e->holder;
@@ -361,9 +361,13 @@ int device_register_bus(Manager *m) {
 }
 
 void device_object_announce(Manager *m, PciDevice *d) {
+        DeviceObject *o = d->userdata;
         char path[DEVICE_PATH_MAX];
         int r;
 
+        if (!o || o->announced)
+                return;
+        o->announced = true;
         if (!m->bus)
                 return;
         r = sd_bus_emit_object_added(m->bus, device_object_path(&d->info.address, path));
@@ -372,10 +376,12 @@ void device_object_announce(Manager *m, PciDevice *d) {
 }
 
 void device_object_retract(Manager *m, PciDevice *d) {
+        DeviceObject *o = d->userdata;
         char path[DEVICE_PATH_MAX];
         int r;
 
-        if (!m->bus)
+        /* Never announced (added and removed in one batch): nobody knows it. */
+        if (!o || !o->announced || !m->bus)
                 return;
         r = sd_bus_emit_object_removed(m->bus, device_object_path(&d->info.address, path));
         if (r < 0)
@@ -390,6 +396,14 @@ int device_object_publish(Manager *m, PciDevice *d) {
 
         if (!o)
                 return 0;
+
+        /* A new device is announced with its settled state (udev's add,
+         * bind and change of one batch land together), not signalled as
+         * changes. */
+        if (!o->announced) {
+                device_object_announce(m, d);
+                o->published = false;
+        }
 
         r = affected_strv(m, d, &affected);
         if (r < 0)

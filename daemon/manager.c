@@ -97,10 +97,8 @@ void manager_on_backend_event(Backend *b, BackendAction action, const PciDeviceI
                                 (void) topology_remove(m->topology, &info->address);
                                 return;
                         }
-                        device_object_announce(m, d);
-                        /* InterfacesAdded carried the current values; later
-                         * events of this batch are compared against them. */
-                        (void) device_object_publish(m, d);
+                        /* Announced when the batch is through, with its
+                         * settled state (see publish_all). */
                 }
                 break;
         }
@@ -460,6 +458,11 @@ Manager *manager_free(Manager *m) {
 
 int manager_connect_bus(Manager *m) {
         int r;
+
+        /* What the backend delivered so far is the initial state, not a
+         * change: settle it before anyone can listen. */
+        (void) publish_all(m->publish_source, m);
+        (void) sd_event_source_set_enabled(m->publish_source, SD_EVENT_OFF);
 
         r = sd_bus_open_system(&m->bus);
         if (r < 0)
