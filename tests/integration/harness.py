@@ -1,0 +1,866 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""Integration test harness for hotresetd.
+
+Every integration test goes through this module: it makes a temporary
+directory, writes a system-type dbus-daemon configuration and starts a
+private bus, starts the real daemon (HOTRESETD_BIN) on an emulated machine
+file with DBUS_SYSTEM_BUS_ADDRESS pointing at that bus, and talks to it the
+way people do, with busctl (and dbus-send where the D-Bus error *name* is
+needed: busctl prints only the message). A signal recorder runs
+`busctl --json=short monitor` on the private bus.
+
+Only the Python standard library is used.
+
+Environment:
+  HOTRESETD_BIN          the daemon binary (set by tests/integration/meson.build)
+  HOTRESETD_VERSION      the expected version string (meson project version)
+  HOTRESETD_SOURCE_ROOT  the source tree (examples/, dbus/)
+  HOTRESETD_TEST_TIMEOUT multiplies every timeout (slow machines, sanitizers)
+  HOTRESETD_TEST_KEEP    keep the temporary directory (prints its path)
+"""
+
+import copy
+import json
+import os
+import re
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+from xml.sax.saxutils import escape as xml_escape
+
+BUS_NAME = 'org.hotresetd.Broker1'
+ROOT_PATH = '/org/hotresetd/Broker1'
+DEVICE_PATH_PREFIX = ROOT_PATH + '/device/'
+MANAGER_IFACE = 'org.hotresetd.Broker1.Manager'
+DEVICE_IFACE = 'org.hotresetd.Broker1.Device'
+OM_IFACE = 'org.freedesktop.DBus.ObjectManager'
+PROPS_IFACE = 'org.freedesktop.DBus.Properties'
+INTROSPECT_IFACE = 'org.freedesktop.DBus.Introspectable'
+
+ERR_NO_SUCH_DEVICE = 'org.hotresetd.Broker1.Error.NoSuchDevice'
+ERR_INVALID_ARGS = 'org.freedesktop.DBus.Error.InvalidArgs'
+ERR_UNKNOWN_OBJECT = 'org.freedesktop.DBus.Error.UnknownObject'
+
+# The expected address form every InvalidArgs message must show.
+ADDRESS_FORM = '0000:01:00.0'
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SOURCE_ROOT = os.environ.get('HOTRESETD_SOURCE_ROOT') or os.path.dirname(os.path.dirname(HERE))
+EXAMPLES_DIR = os.path.join(SOURCE_ROOT, 'examples')
+DATA_DIR = os.path.join(HERE, 'data')
+
+TIMEOUT_SCALE = float(os.environ.get('HOTRESETD_TEST_TIMEOUT', '1') or '1')
+START_TIMEOUT = 30 * TIMEOUT_SCALE
+SIGNAL_TIMEOUT = 15 * TIMEOUT_SCALE
+STOP_TIMEOUT = 20 * TIMEOUT_SCALE
+CALL_TIMEOUT = 30 * TIMEOUT_SCALE
+
+CDEV_RE = re.compile(r'^/dev/vfio/devices/vfio[0-9]+$')
+
+# Markers of sanitizer reports in the daemon's log: any of them fails a test.
+SANITIZER_MARKERS = ('ERROR: AddressSanitizer', 'ERROR: LeakSanitizer',
+                     'runtime error:', 'ERROR: UndefinedBehaviorSanitizer')
+
+
+def log(*args):
+    print(*args, file=sys.stderr, flush=True)
+
+
+def device_path(address):
+    """Object path of a device, from its canonical address."""
+    return DEVICE_PATH_PREFIX + 'pci_' + address.replace(':', '_').replace('.', '_')
+
+
+def daemon_binary():
+    path = os.environ.get('HOTRESETD_BIN')
+    if not path:
+        for candidate in ('build/daemon/hotresetd',):
+            p = os.path.join(SOURCE_ROOT, candidate)
+            if os.access(p, os.X_OK):
+                return p
+        raise RuntimeError('HOTRESETD_BIN is not set (run the tests with `meson test`)')
+    return path
+
+
+def expected_version():
+    v = os.environ.get('HOTRESETD_VERSION')
+    if v:
+        return v
+    with open(os.path.join(SOURCE_ROOT, 'meson.build')) as f:
+        m = re.search(r"version\s*:\s*'([^']+)'", f.read())
+    return m.group(1)
+
+
+def load_example(name):
+    """The parsed JSON of examples/NAME (a fresh copy)."""
+    with open(os.path.join(EXAMPLES_DIR, name)) as f:
+        return json.load(f)
+
+
+def find_device(machine, address):
+    for d in machine['devices']:
+        if d['address'] == address:
+            return d
+    raise KeyError(address)
+
+
+def unwrap(value):
+    """busctl JSON variant {"type": t, "data": d} -> d (recursively for a{sv})."""
+    if isinstance(value, dict) and set(value.keys()) == {'type', 'data'}:
+        return value['data']
+    return value
+
+
+def unwrap_dict(d):
+    return {k: unwrap(v) for k, v in d.items()}
+
+
+class CallError(AssertionError):
+    pass
+
+
+class DBusError(Exception):
+    def __init__(self, name, message):
+        super().__init__(f'{name}: {message}')
+        self.name = name
+        self.message = message
+
+
+# ---------------------------------------------------------------------------
+# The private system bus
+
+
+PERMISSIVE_POLICY = '''
+  <policy context="default">
+    <allow user="*"/>
+    <allow own="*"/>
+    <allow send_type="method_call"/>
+    <allow send_type="signal"/>
+    <allow send_type="method_return"/>
+    <allow send_type="error"/>
+    <allow receive_type="method_call"/>
+    <allow receive_type="signal"/>
+    <allow receive_type="method_return"/>
+    <allow receive_type="error"/>
+  </policy>
+'''
+
+
+class TestBus:
+    """A private dbus-daemon with a system-type configuration.
+
+    policy: the <policy> XML; the default lets anyone own and call anything.
+    A later tier passes the project's real policy instead (with `includes`,
+    config files added through <include>) and a deny-by-default policy like
+    Debian's system.conf.
+    """
+
+    def __init__(self, tmpdir, policy=PERMISSIVE_POLICY, includes=(), extra_config=''):
+        self.tmpdir = tmpdir
+        self.socket_path = os.path.join(tmpdir, 'system_bus_socket')
+        self.config_path = os.path.join(tmpdir, 'system-bus.conf')
+        self.log_path = os.path.join(tmpdir, 'dbus-daemon.log')
+        self.policy = policy
+        self.includes = list(includes)
+        self.extra_config = extra_config
+        self.proc = None
+        self.address = None
+
+    def write_config(self):
+        includes = ''.join(f'  <include>{xml_escape(p)}</include>\n' for p in self.includes)
+        text = f'''<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>system</type>
+  <listen>unix:path={xml_escape(self.socket_path)}</listen>
+  <auth>EXTERNAL</auth>
+{self.policy}
+{includes}{self.extra_config}
+</busconfig>
+'''
+        with open(self.config_path, 'w') as f:
+            f.write(text)
+
+    def start(self):
+        self.write_config()
+        logf = open(self.log_path, 'w')
+        self.proc = subprocess.Popen(
+            ['dbus-daemon', '--config-file=' + self.config_path, '--nofork', '--print-address'],
+            stdout=subprocess.PIPE, stderr=logf, stdin=subprocess.DEVNULL)
+        logf.close()
+        deadline = time.monotonic() + START_TIMEOUT
+        line = b''
+        while not line.endswith(b'\n'):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise RuntimeError('dbus-daemon did not print its address:\n' + self.log())
+            r, _, _ = select.select([self.proc.stdout], [], [], remaining)
+            if r:
+                chunk = os.read(self.proc.stdout.fileno(), 4096)
+                if not chunk:
+                    raise RuntimeError('dbus-daemon exited:\n' + self.log())
+                line += chunk
+        self.address = line.decode().strip().splitlines()[0]
+        return self.address
+
+    def log(self):
+        try:
+            with open(self.log_path, errors='replace') as f:
+                return f.read()
+        except OSError:
+            return ''
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc and self.proc.stdout:
+            self.proc.stdout.close()
+
+
+# ---------------------------------------------------------------------------
+# The daemon
+
+
+class Daemon:
+    """hotresetd --emulate=MACHINE, stdout and stderr in a log file, with a
+    NOTIFY_SOCKET of our own to see READY=1."""
+
+    def __init__(self, env, machine_path, args=(), name='hotresetd'):
+        self.env = env
+        self.machine_path = machine_path
+        self.args = list(args)
+        self.log_path = os.path.join(env.tmpdir, name + '.log')
+        self.notify_path = os.path.join(env.tmpdir, name + '.notify')
+        self.proc = None
+        self.notify_sock = None
+        self.notifications = []
+        self.returncode = None
+        self.unique_name = None
+
+    def command(self):
+        return [daemon_binary(), '--emulate=' + self.machine_path, '--log-level=debug'] + self.args
+
+    def start(self):
+        self.notify_sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.notify_sock.bind(self.notify_path)
+        self.notify_sock.setblocking(False)
+        env = self.env.child_env()
+        env['NOTIFY_SOCKET'] = self.notify_path
+        logf = open(self.log_path, 'w')
+        self.proc = subprocess.Popen(self.command(), stdout=logf, stderr=logf,
+                                     stdin=subprocess.DEVNULL, env=env)
+        logf.close()
+
+    def poll_notify(self):
+        while True:
+            try:
+                data = self.notify_sock.recv(4096)
+            except (BlockingIOError, OSError):
+                return
+            self.notifications.extend(data.decode(errors='replace').splitlines())
+
+    def ready_seen(self):
+        self.poll_notify()
+        return 'READY=1' in self.notifications
+
+    def wait_ready(self, timeout=None):
+        """Until the daemon owns the bus name (and, if it does not exit,
+        remember its unique name). Raises with the log if it exits first."""
+        deadline = time.monotonic() + (timeout or START_TIMEOUT)
+        while True:
+            if self.proc.poll() is not None:
+                raise AssertionError(f'hotresetd exited with {self.proc.returncode} before owning '
+                                     f'{BUS_NAME}:\n{self.log()}')
+            self.poll_notify()
+            owner = self.env.name_owner(BUS_NAME)
+            if owner:
+                self.unique_name = owner
+                return owner
+            if time.monotonic() > deadline:
+                raise AssertionError(f'hotresetd did not own {BUS_NAME} within the timeout:\n{self.log()}')
+            time.sleep(0.02)
+
+    def wait_exit(self, timeout=None):
+        try:
+            self.returncode = self.proc.wait(timeout or STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            return None
+        return self.returncode
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, sig=signal.SIGTERM):
+        """Sends sig and waits; returns the exit status (None if it had to be killed)."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            rc = self.wait_exit()
+            if rc is None:
+                self.proc.kill()
+                self.proc.wait()
+                self.returncode = None
+                return None
+        self.returncode = self.proc.returncode
+        return self.returncode
+
+    def close(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        if self.notify_sock:
+            self.notify_sock.close()
+            self.notify_sock = None
+
+    def log(self):
+        try:
+            with open(self.log_path, errors='replace') as f:
+                return f.read()
+        except OSError:
+            return ''
+
+    def wait_log(self, substring, timeout=None):
+        """Until the log contains substring; returns the log."""
+        deadline = time.monotonic() + (timeout or SIGNAL_TIMEOUT)
+        while True:
+            text = self.log()
+            if substring in text:
+                return text
+            if time.monotonic() > deadline:
+                raise AssertionError(f'daemon log does not contain {substring!r} within the timeout:\n{text}')
+            time.sleep(0.05)
+
+    def sanitizer_reports(self):
+        text = self.log()
+        return [m for m in SANITIZER_MARKERS if m in text]
+
+
+# ---------------------------------------------------------------------------
+# The signal recorder
+
+
+class Recorder:
+    """`busctl --json=short monitor` on the private bus, parsed by a thread.
+
+    Keeps every signal the daemon (its unique name) sends. mark() returns a
+    position; wait_for(predicate, since=mark) returns the first matching
+    signal after it."""
+
+    def __init__(self, env):
+        self.env = env
+        self.messages = []   # signals from the daemon
+        self.all_count = 0
+        self.sync_seen = set()
+        self.cond = threading.Condition()
+        self.proc = None
+        self.thread = None
+        self.sender = None
+        self.errors = []
+        self._sync_counter = 0
+
+    def start(self, sender):
+        self.sender = sender
+        self.proc = subprocess.Popen(
+            ['busctl', '--system', '--json=short', 'monitor'],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+            env=self.env.child_env())
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+        self.sync()
+
+    def _read(self):
+        for raw in self.proc.stdout:
+            try:
+                msg = json.loads(raw)
+            except ValueError as e:
+                self.errors.append(f'{e}: {raw!r}')
+                continue
+            with self.cond:
+                self.all_count += 1
+                if msg.get('type') == 'method_call' and msg.get('member') == 'NameHasOwner':
+                    data = msg.get('payload', {}).get('data') or []
+                    if data and isinstance(data[0], str) and data[0].startswith('org.hotresetd.Test.Sync'):
+                        self.sync_seen.add(data[0])
+                if msg.get('type') == 'signal' and msg.get('sender') == self.sender:
+                    self.messages.append(msg)
+                self.cond.notify_all()
+
+    def sync(self, timeout=None):
+        """Returns once the monitor has seen a call made now: everything sent
+        before it has been recorded."""
+        self._sync_counter += 1
+        marker = f'org.hotresetd.Test.Sync{os.getpid()}x{self._sync_counter}'
+        deadline = time.monotonic() + (timeout or START_TIMEOUT)
+        while True:
+            self.env.busctl('call', 'org.freedesktop.DBus', '/org/freedesktop/DBus',
+                            'org.freedesktop.DBus', 'NameHasOwner', 's', marker)
+            with self.cond:
+                if self.cond.wait_for(lambda: marker in self.sync_seen, 0.5):
+                    return
+            if time.monotonic() > deadline:
+                raise AssertionError('the bus monitor did not start')
+
+    def mark(self):
+        with self.cond:
+            return len(self.messages)
+
+    def signals(self, since=0, member=None, path=None):
+        with self.cond:
+            msgs = list(self.messages[since:])
+        return [m for m in msgs
+                if (member is None or m.get('member') == member) and (path is None or m.get('path') == path)]
+
+    def wait_for(self, predicate, since=0, timeout=None, what='a matching signal'):
+        deadline = time.monotonic() + (timeout or SIGNAL_TIMEOUT)
+        with self.cond:
+            while True:
+                for m in self.messages[since:]:
+                    if predicate(m):
+                        return m
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self.cond.wait(remaining)
+        raise AssertionError(f'timed out waiting for {what}; signals recorded since the mark:\n'
+                             + self.describe(since))
+
+    def describe(self, since=0):
+        lines = []
+        for m in self.signals(since):
+            lines.append(f"  {m.get('path')} {m.get('interface')}.{m.get('member')} "
+                         f"{json.dumps(m.get('payload', {}).get('data'))}")
+        return '\n'.join(lines) or '  (none)'
+
+    # --- helpers on top of wait_for
+
+    def changed_properties(self, path, interface, since=0):
+        """Properties announced by PropertiesChanged on path since the mark,
+        last value wins."""
+        result = {}
+        for m in self.signals(since, member='PropertiesChanged', path=path):
+            iface, changed, invalidated = m['payload']['data']
+            if iface != interface:
+                continue
+            result.update(unwrap_dict(changed))
+            for name in invalidated:
+                result[name] = Invalidated
+        return result
+
+    def wait_properties(self, path, interface, expected, since=0, timeout=None):
+        """Until PropertiesChanged signals on path since the mark announce
+        every expected value (a value, or a callable returning True)."""
+        deadline = time.monotonic() + (timeout or SIGNAL_TIMEOUT)
+
+        def matches():
+            got = self.changed_properties(path, interface, since)
+            for k, v in expected.items():
+                if k not in got:
+                    return False
+                if callable(v) and not isinstance(v, type):
+                    if not v(got[k]):
+                        return False
+                elif got[k] != v:
+                    return False
+            return True
+
+        with self.cond:  # an RLock: matches() may take it again
+            while True:
+                if matches():
+                    return self.changed_properties(path, interface, since)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self.cond.wait(min(remaining, 0.5))
+        raise AssertionError(f'timed out waiting for PropertiesChanged on {path} ({interface}) with '
+                             f'{expected}; got {self.changed_properties(path, interface, since)}; '
+                             f'signals since the mark:\n' + self.describe(since))
+
+    def wait_interfaces_added(self, path, since=0, timeout=None):
+        m = self.wait_for(lambda m: m.get('member') == 'InterfacesAdded' and m.get('path') == ROOT_PATH
+                          and m['payload']['data'][0] == path,
+                          since, timeout, what=f'InterfacesAdded for {path}')
+        return {iface: unwrap_dict(props) for iface, props in m['payload']['data'][1].items()}
+
+    def wait_interfaces_removed(self, path, since=0, timeout=None):
+        m = self.wait_for(lambda m: m.get('member') == 'InterfacesRemoved' and m.get('path') == ROOT_PATH
+                          and m['payload']['data'][0] == path,
+                          since, timeout, what=f'InterfacesRemoved for {path}')
+        return m['payload']['data'][1]
+
+    def stop(self):
+        if self.proc:
+            if self.proc.poll() is None:
+                self.proc.terminate()
+                try:
+                    self.proc.wait(STOP_TIMEOUT)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait()
+            self.proc.stdout.close()
+        if self.thread:
+            self.thread.join(5)
+
+
+class _Invalidated:
+    def __repr__(self):
+        return '<invalidated>'
+
+
+Invalidated = _Invalidated()
+
+
+# ---------------------------------------------------------------------------
+# The environment: temp dir, bus, daemon, callers
+
+
+def _dbus_send_arg(sig, value):
+    kinds = {'s': 'string', 'o': 'objpath', 'u': 'uint32', 'i': 'int32', 'b': 'boolean',
+             'q': 'uint16', 't': 'uint64', 'x': 'int64', 'y': 'byte', 'd': 'double'}
+    if sig not in kinds:
+        raise ValueError(f'dbus-send cannot pass {sig!r}')
+    if sig == 'b':
+        value = 'true' if value else 'false'
+    return f'{kinds[sig]}:{value}'
+
+
+def split_signature(sig):
+    """Top-level complete types of a signature of basic types."""
+    return list(sig)
+
+
+class Env:
+    """One test's world: a temporary directory, a private system bus, the
+    daemon and the recorder. Use start() / close()."""
+
+    def __init__(self, test_name='test'):
+        self.tmpdir = tempfile.mkdtemp(prefix='hrd-' + re.sub(r'[^A-Za-z0-9_.-]', '_', test_name.rsplit('.', 1)[-1])[:24] + '-')
+        self.bus = None
+        self.daemon = None
+        self.daemons = []
+        self.recorder = None
+        self.machine_path = os.path.join(self.tmpdir, 'machine', 'machine.json')
+        os.makedirs(os.path.dirname(self.machine_path))
+
+    # --- setup
+
+    def child_env(self):
+        env = dict(os.environ)
+        if self.bus and self.bus.address:
+            env['DBUS_SYSTEM_BUS_ADDRESS'] = self.bus.address
+        env.pop('DBUS_SESSION_BUS_ADDRESS', None)
+        env.pop('NOTIFY_SOCKET', None)
+        env['SYSTEMD_COLORS'] = '0'
+        env['SYSTEMD_PAGER'] = ''
+        env['SYSTEMD_LOG_LEVEL'] = env.get('SYSTEMD_LOG_LEVEL', 'info')
+        return env
+
+    def start_bus(self, **kwargs):
+        self.bus = TestBus(self.tmpdir, **kwargs)
+        self.bus.start()
+        return self.bus
+
+    def write_machine(self, machine, path=None):
+        """Writes the machine (a dict, or text) directly (no rename)."""
+        path = path or self.machine_path
+        text = machine if isinstance(machine, str) else json.dumps(machine, indent=2) + '\n'
+        with open(path, 'w') as f:
+            f.write(text)
+        return path
+
+    def rewrite_machine(self, machine, path=None):
+        """An update as an editor or a tool does it: write a temporary file in
+        the same directory, then rename it over the machine file."""
+        path = path or self.machine_path
+        tmp = os.path.join(os.path.dirname(path), '.' + os.path.basename(path) + '.tmp')
+        text = machine if isinstance(machine, str) else json.dumps(machine, indent=2) + '\n'
+        with open(tmp, 'w') as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.rename(tmp, path)
+
+    def start_daemon(self, machine, args=(), wait=True, name='hotresetd'):
+        """machine: an example file name ('workstation.json'), a dict or JSON
+        text. The machine is written to the temp dir (so tests can rewrite it)
+        and the daemon started on it."""
+        if isinstance(machine, str) and machine.endswith('.json') and '\n' not in machine \
+                and not machine.lstrip().startswith('{'):
+            machine = load_example(machine)
+        self.write_machine(machine)
+        d = Daemon(self, self.machine_path, args=args, name=name)
+        self.daemons.append(d)
+        self.daemon = d
+        d.start()
+        if wait:
+            d.wait_ready()
+        return d
+
+    def start_recorder(self):
+        self.recorder = Recorder(self)
+        self.recorder.start(self.daemon.unique_name or self.name_owner(BUS_NAME))
+        return self.recorder
+
+    # --- callers
+
+    def busctl(self, *args, check=True, timeout=None):
+        """Runs busctl --system --json=short -- ARGS; returns the CompletedProcess."""
+        cmd = ['busctl', '--system', '--json=short', f'--timeout={int(CALL_TIMEOUT)}', '--'] + [str(a) for a in args]
+        try:
+            p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self.child_env(),
+                               timeout=timeout or CALL_TIMEOUT + 10, stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            raise CallError(f'busctl timed out: {cmd[:12]}')
+        if check and p.returncode != 0:
+            raise CallError(f'{" ".join(cmd[:12])} failed ({p.returncode}): {p.stderr.decode(errors="replace")}')
+        return p
+
+    def name_owner(self, name):
+        p = self.busctl('call', 'org.freedesktop.DBus', '/org/freedesktop/DBus', 'org.freedesktop.DBus',
+                        'NameHasOwner', 's', name, check=False)
+        if p.returncode != 0 or json.loads(p.stdout)['data'] != [True]:
+            return None
+        p = self.busctl('call', 'org.freedesktop.DBus', '/org/freedesktop/DBus', 'org.freedesktop.DBus',
+                        'GetNameOwner', 's', name, check=False)
+        if p.returncode != 0:
+            return None
+        return json.loads(p.stdout)['data'][0]
+
+    def call(self, path, interface, method, signature='', *args):
+        """Calls a method of the daemon; returns (type signature, list of out arguments)."""
+        cmd = ['call', BUS_NAME, path, interface, method]
+        if signature:
+            cmd += [signature] + [str(a) for a in args]
+        p = self.busctl(*cmd)
+        if not p.stdout.strip():
+            return '', []
+        reply = json.loads(p.stdout)
+        return reply['type'], reply['data']
+
+    def call_manager(self, method, signature='', *args):
+        return self.call(ROOT_PATH, MANAGER_IFACE, method, signature, *args)
+
+    def get_property(self, path, interface, name):
+        p = self.busctl('get-property', BUS_NAME, path, interface, name)
+        return json.loads(p.stdout)['data']
+
+    def get_property_typed(self, path, interface, name):
+        p = self.busctl('get-property', BUS_NAME, path, interface, name)
+        reply = json.loads(p.stdout)
+        return reply['type'], reply['data']
+
+    def get_all(self, path, interface):
+        """Properties.GetAll: {name: value}."""
+        _, data = self.call(path, PROPS_IFACE, 'GetAll', 's', interface)
+        return unwrap_dict(data[0])
+
+    def get_all_typed(self, path, interface):
+        """Properties.GetAll: {name: (signature, value)}."""
+        _, data = self.call(path, PROPS_IFACE, 'GetAll', 's', interface)
+        return {k: (v['type'], v['data']) for k, v in data[0].items()}
+
+    def manager_property(self, name):
+        return self.get_property(ROOT_PATH, MANAGER_IFACE, name)
+
+    def device_property(self, address, name):
+        return self.get_property(device_path(address), DEVICE_IFACE, name)
+
+    def device_properties(self, address):
+        return self.get_all(device_path(address), DEVICE_IFACE)
+
+    def list_devices(self):
+        t, data = self.call_manager('ListDevices')
+        assert t == 'a(ssso)', t
+        return [tuple(x) for x in data[0]]
+
+    def get_device(self, address):
+        t, data = self.call_manager('GetDevice', 's', address)
+        assert t == 'o', t
+        return data[0]
+
+    def check_hot_reset(self, address):
+        """CheckHotReset on the device object: (possible, [(address, driver, group, holder, reason)])."""
+        t, data = self.call(device_path(address), DEVICE_IFACE, 'CheckHotReset')
+        assert t == 'ba(ssiss)', t
+        return data[0], [tuple(x) for x in data[1]]
+
+    def managed_objects(self):
+        t, data = self.call(ROOT_PATH, OM_IFACE, 'GetManagedObjects')
+        assert t == 'a{oa{sa{sv}}}', t
+        return {path: {iface: unwrap_dict(props) for iface, props in ifaces.items()}
+                for path, ifaces in data[0].items()}
+
+    def introspect(self, path):
+        _, data = self.call(path, INTROSPECT_IFACE, 'Introspect')
+        return data[0]
+
+    def dbus_send_error(self, path, interface, method, signature='', *args):
+        """Calls with dbus-send, which prints the error name; returns
+        DBusError, or None when the call succeeded."""
+        cmd = ['dbus-send', '--system', '--print-reply', f'--reply-timeout={int(CALL_TIMEOUT * 1000)}',
+               '--dest=' + BUS_NAME, path, f'{interface}.{method}']
+        cmd += [_dbus_send_arg(s, a) for s, a in zip(split_signature(signature), args)]
+        p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self.child_env(),
+                           timeout=CALL_TIMEOUT + 10, stdin=subprocess.DEVNULL)
+        if p.returncode == 0:
+            return None
+        err = p.stderr.decode(errors='replace').strip()
+        m = re.match(r'^Error ([A-Za-z0-9_.]+): (.*)$', err, re.S)
+        if not m:
+            raise CallError(f'unexpected dbus-send failure: {err}')
+        return DBusError(m.group(1), m.group(2))
+
+    def expect_error(self, path, interface, method, signature, args, error_names, substrings=()):
+        """The call must fail with one of error_names (a name or a tuple) and a
+        message containing every substring, both as dbus-send sees it (name and
+        message) and as busctl reports it (message). Returns the DBusError."""
+        if isinstance(error_names, str):
+            error_names = (error_names,)
+        if isinstance(substrings, str):
+            substrings = (substrings,)
+        err = self.dbus_send_error(path, interface, method, signature, *args)
+        shown = repr(args)[:120]
+        if err is None:
+            raise AssertionError(f'{interface}.{method}{shown} on {path} succeeded; expected {error_names}')
+        if err.name not in error_names:
+            raise AssertionError(f'{interface}.{method}{shown}: got {err.name} ({err.message[:300]}), '
+                                 f'expected {" or ".join(error_names)}')
+        for s in substrings:
+            if s not in err.message:
+                raise AssertionError(f'{interface}.{method}{shown}: the {err.name} message {err.message[:300]!r} '
+                                     f'does not contain {s!r}')
+        cmd = ['call', BUS_NAME, path, interface, method]
+        if signature:
+            cmd += [signature] + [str(a) for a in args]
+        p = self.busctl(*cmd, check=False)
+        if p.returncode == 0:
+            raise AssertionError(f'busctl call {method}{shown} succeeded; expected {err.name}')
+        stderr = p.stderr.decode(errors='replace')
+        for s in substrings:
+            if s not in stderr:
+                raise AssertionError(f'busctl call {method}{shown}: {stderr[:300]!r} does not contain {s!r}')
+        return err
+
+    # --- teardown
+
+    def stop_daemon(self, daemon=None, sig=signal.SIGTERM):
+        daemon = daemon or self.daemon
+        return daemon.stop(sig)
+
+    def close(self, failed=False):
+        """Stops everything. Returns a list of problems found at teardown
+        (daemon exit status, sanitizer reports); prints the logs when failed
+        or when there are problems."""
+        problems = []
+        if self.recorder:
+            self.recorder.stop()
+            if self.recorder.errors:
+                problems.append('bus monitor output not understood: ' + '; '.join(self.recorder.errors[:3]))
+        for d in self.daemons:
+            if d.proc is None:
+                continue
+            was_running = d.running()
+            rc = d.stop(signal.SIGTERM)
+            if was_running and rc != 0:
+                problems.append(f'hotresetd did not exit 0 on SIGTERM (exit status {rc})')
+            reports = d.sanitizer_reports()
+            if reports:
+                problems.append(f'sanitizer reports in the daemon log: {", ".join(reports)}')
+            d.close()
+        if self.bus:
+            self.bus.stop()
+        if failed or problems:
+            for d in self.daemons:
+                log(f'----- {os.path.basename(d.log_path)} ({" ".join(d.command())}) -----')
+                log(d.log().rstrip())
+            if self.bus:
+                log('----- dbus-daemon log -----')
+                log(self.bus.log().rstrip())
+            log('-----')
+        if os.environ.get('HOTRESETD_TEST_KEEP'):
+            log(f'keeping {self.tmpdir}')
+        else:
+            shutil.rmtree(self.tmpdir, ignore_errors=True)
+        return problems
+
+
+# ---------------------------------------------------------------------------
+# unittest glue
+
+
+class HotresetdTestCase(unittest.TestCase):
+    """Base class: every test gets its own bus and temp dir; the daemon is
+    started on MACHINE unless MACHINE is None. Teardown stops the daemon with
+    SIGTERM and fails the test unless it exits 0 with a clean sanitizer log."""
+
+    MACHINE = 'workstation.json'
+    DAEMON_ARGS = ()
+    maxDiff = None
+
+    def setUp(self):
+        self.env = Env(self.id().split('.', 1)[-1])
+        try:
+            self.env.start_bus()
+            if self.MACHINE is not None:
+                self.env.start_daemon(self.MACHINE, args=self.DAEMON_ARGS)
+        except BaseException:
+            self.env.close(failed=True)
+            raise
+
+    def _failed(self):
+        """Whether this test has failed so far (the test method, a subtest or
+        setUp). unittest resets outcome.success for tearDown, so look at the
+        result too."""
+        outcome = getattr(self, '_outcome', None)
+        if outcome is None:
+            return False
+        if not getattr(outcome, 'success', True):
+            return True
+        errors = getattr(outcome, 'errors', None)  # Python < 3.11
+        if errors and any(exc for _, exc in errors):
+            return True
+        result = getattr(outcome, 'result', None)
+        for test, _ in list(getattr(result, 'failures', [])) + list(getattr(result, 'errors', [])):
+            if test is self or getattr(test, 'test_case', None) is self:
+                return True
+        return False
+
+    def tearDown(self):
+        problems = self.env.close(failed=self._failed())
+        if problems:
+            self.fail('; '.join(problems))
+
+    # shortcuts
+    @property
+    def daemon(self):
+        return self.env.daemon
+
+    def record(self):
+        """Starts the signal recorder (if needed) and returns (recorder, mark)."""
+        if not self.env.recorder:
+            self.env.start_recorder()
+        return self.env.recorder, self.env.recorder.mark()
+
+    def assertDaemonRunning(self):
+        self.assertTrue(self.env.daemon.running(),
+                        f'hotresetd exited ({self.env.daemon.proc.returncode}):\n{self.env.daemon.log()}')
+
+
+def main():
+    unittest.main(verbosity=2, buffer=False)
+
+
+def machine_copy(machine):
+    return copy.deepcopy(machine)

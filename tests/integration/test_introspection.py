@@ -1,0 +1,85 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""dbus/org.hotresetd.Broker1.xml is the API contract: what the running
+daemon serves on the Manager and Device objects must match it exactly
+(members, argument names, types and directions, property types, access
+and change-signal annotations)."""
+
+import os
+import sys
+import xml.etree.ElementTree as ET
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+from harness import DEVICE_IFACE, MANAGER_IFACE, ROOT_PATH, device_path  # noqa: E402
+
+CONTRACT = os.path.join(harness.SOURCE_ROOT, 'dbus', 'org.hotresetd.Broker1.xml')
+EMITS = 'org.freedesktop.DBus.Property.EmitsChangedSignal'
+
+
+def describe(iface):
+    """A comparable description of an <interface> element."""
+    out = {}
+    for m in iface.findall('method'):
+        out['method ' + m.get('name')] = [(a.get('name'), a.get('type'), a.get('direction', 'in'))
+                                          for a in m.findall('arg')]
+    for s in iface.findall('signal'):
+        out['signal ' + s.get('name')] = [(a.get('name'), a.get('type')) for a in s.findall('arg')]
+    for p in iface.findall('property'):
+        emits = [a.get('value') for a in p.findall('annotation') if a.get('name') == EMITS]
+        out['property ' + p.get('name')] = (p.get('type'), p.get('access'), emits[0] if emits else 'true')
+    return out
+
+
+def interfaces(xml_text):
+    root = ET.fromstring(xml_text)
+    return {i.get('name'): describe(i) for i in root.findall('interface')}
+
+
+class IntrospectionTest(harness.HotresetdTestCase):
+    MACHINE = 'workstation.json'
+
+    def setUp(self):
+        super().setUp()
+        with open(CONTRACT) as f:
+            self.contract = interfaces(f.read())
+
+    def assertServes(self, path, iface_name):
+        served = interfaces(self.env.introspect(path))
+        self.assertIn(iface_name, served, f'{path} does not serve {iface_name}')
+        self.assertIn(iface_name, self.contract, f'{CONTRACT} does not describe {iface_name}')
+        self.assertEqual(served[iface_name], self.contract[iface_name],
+                         f'{iface_name} on {path} differs from {CONTRACT}')
+        # Nothing of ours is served that the contract does not describe.
+        ours = {n for n in served if n.startswith('org.hotresetd.')}
+        self.assertLessEqual(ours, set(self.contract), f'{path} serves undocumented interfaces')
+
+    def test_manager_matches_contract(self):
+        self.assertServes(ROOT_PATH, MANAGER_IFACE)
+
+    def test_device_matches_contract(self):
+        for address in ('0000:01:00.0', '0000:00:01.0', '0000:04:00.0'):
+            with self.subTest(address=address):
+                self.assertServes(device_path(address), DEVICE_IFACE)
+
+    def test_object_manager_served(self):
+        root = ET.fromstring(self.env.introspect(ROOT_PATH))
+        self.assertIn('org.freedesktop.DBus.ObjectManager', [i.get('name') for i in root.findall('interface')])
+
+    def test_tree_nodes(self):
+        # The device objects are children of .../device, one per device.
+        root = ET.fromstring(self.env.introspect(ROOT_PATH + '/device'))
+        nodes = sorted(n.get('name') for n in root.findall('node'))
+        expected = sorted(device_path(a).rsplit('/', 1)[1] for a, _, _, _ in self.env.list_devices())
+        self.assertEqual(nodes, expected)
+
+    def test_contract_is_well_formed(self):
+        self.assertIn(MANAGER_IFACE, self.contract)
+        self.assertIn(DEVICE_IFACE, self.contract)
+        for name, members in self.contract.items():
+            self.assertTrue(name.startswith('org.hotresetd.Broker1.'), name)
+            self.assertTrue(members, name)
+
+
+if __name__ == '__main__':
+    harness.main()

@@ -1,0 +1,40 @@
+#!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# Installs what hotresetd needs to build, run and test, on Debian bookworm.
+# Idempotent: when everything is installed already, apt-get is not run at all.
+set -euo pipefail
+
+PACKAGES=(
+    # build
+    meson ninja-build gcc libc6-dev pkg-config
+    libsystemd-dev libudev-dev libjson-c-dev libinih-dev
+    # run and test: a private system bus, busctl/dbus-send callers, polkit,
+    # setpriv/unshare for unprivileged callers and private mounts
+    dbus dbus-daemon dbus-bin systemd polkitd python3 util-linux
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+    if [ "$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null)" != installed ]; then
+        missing+=("$p")
+    fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+    echo "deps: all ${#PACKAGES[@]} packages are installed."
+    exit 0
+fi
+
+echo "deps: installing ${missing[*]}"
+SUDO=()
+if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null; then
+        SUDO=(sudo)
+    else
+        echo "deps: run as root to install: ${missing[*]}" >&2
+        exit 1
+    fi
+fi
+export DEBIAN_FRONTEND=noninteractive
+"${SUDO[@]}" apt-get update
+"${SUDO[@]}" apt-get install -y --no-install-recommends "${missing[@]}"
