@@ -7,7 +7,9 @@
 #include <sys/inotify.h>
 
 #include "backend-emulated.h"
+#include "emulated-vfio.h"
 #include "log.h"
+#include "topology.h"
 #include "util.h"
 
 #define VFIO_CDEV_PREFIX "/dev/vfio/devices/vfio"
@@ -31,6 +33,11 @@ typedef struct EmulatedBackend {
         size_t n_cdev_used;
 
         unsigned n_updates;
+
+        /* The kernel's side of the vfio/iommufd uAPI, over a device table
+         * that follows every delivered event (the daemon keeps its own). */
+        Topology *kernel;
+        EmulatedVfio *vfio;
 } EmulatedBackend;
 
 static const BackendOps emulated_ops;
@@ -86,8 +93,32 @@ static void cdev_release(EmulatedBackend *s, const char *path) {
 
 /* ---- Delivering events ---- */
 
+/* The emulated kernel's own table changes first, as in the kernel: by the
+ * time udev reports an unbind, the device's open files are dead. Under the
+ * emulation's lock, because hot resets run on worker threads. */
+static void kernel_apply(EmulatedBackend *s, BackendAction action, const PciDeviceInfo *info) {
+        char buf[PCI_ADDRESS_STRING_MAX];
+        int r = 0;
+
+        if (!s->vfio)
+                return;
+        emulated_vfio_lock(s->vfio);
+        if (action == BACKEND_REMOVE || action == BACKEND_UNBIND)
+                emulated_vfio_device_gone(s->vfio, &info->address);
+        if (action == BACKEND_REMOVE)
+                (void) topology_remove(s->kernel, &info->address);
+        else
+                r = topology_put(s->kernel, info, NULL);
+        emulated_vfio_unlock(s->vfio);
+        if (r < 0)
+                log_error_errno(r, "Emulated kernel: failed to record %s of %s: %m", backend_action_to_string(action),
+                                pci_address_format(&info->address, buf));
+}
+
 static void emit(EmulatedBackend *s, BackendAction action, const PciDeviceInfo *info) {
         char buf[PCI_ADDRESS_STRING_MAX];
+
+        kernel_apply(s, action, info);
 
         log_debug("Emulated kernel: %s %s%s%s%s%s", backend_action_to_string(action),
                   pci_address_format(&info->address, buf), info->driver ? " driver=" : "", strempty(info->driver),
@@ -247,6 +278,7 @@ static void emulated_update(EmulatedBackend *s) {
 
         log_info("Emulated kernel: reloaded %s (%zu device%s, %s model)", s->path, next->n_devices,
                  plural_s(next->n_devices), model_name(next->cdev));
+        emulated_vfio_set_reset_delay(s->vfio, next->reset_delay_ms);
         r = emulated_apply(s, TAKE_PTR(next));
         if (r < 0)
                 log_error_errno(r, "Emulated kernel: failed to apply the update of %s: %m", s->path);
@@ -279,6 +311,7 @@ static int emulated_start(Backend *b) {
                 return log_error_errno(r, "Emulated kernel: cannot watch %s: %m", s->dir);
         (void) sd_event_source_set_description(s->inotify_source, "emulated-machine-file");
 
+        emulated_vfio_set_reset_delay(s->vfio, s->initial->reset_delay_ms);
         r = emulated_apply(s, TAKE_PTR(s->initial));
         if (r < 0)
                 return log_error_errno(r, "Emulated kernel: failed to deliver the machine: %m");
@@ -289,6 +322,8 @@ static void emulated_free(Backend *b) {
         EmulatedBackend *s = emulated(b);
 
         sd_event_source_disable_unref(s->inotify_source);
+        emulated_vfio_free(s->vfio);
+        topology_free(s->kernel);
         machine_free(s->initial);
         machine_free(s->machine);
         free(s->cdev_used);
@@ -298,9 +333,24 @@ static void emulated_free(Backend *b) {
         free(s);
 }
 
+static int emulated_open(Backend *b, const char *path, int flags) {
+        return emulated_vfio_open(emulated(b)->vfio, path, flags);
+}
+
+static int emulated_ioctl(Backend *b, int fd, unsigned long request, void *arg) {
+        return emulated_vfio_ioctl(emulated(b)->vfio, fd, request, arg);
+}
+
+static void emulated_close(Backend *b, int fd) {
+        (void) emulated_vfio_close(emulated(b)->vfio, fd);
+}
+
 static const BackendOps emulated_ops = {
         .start = emulated_start,
         .free = emulated_free,
+        .open = emulated_open,
+        .ioctl = emulated_ioctl,
+        .close = emulated_close,
 };
 
 /* Absolute, without resolving symlinks: the watched name is the one given. */
@@ -363,6 +413,12 @@ int backend_emulated_new(sd_event *e, const char *machine_path, BackendEventHand
                 return log_error_errno(r, "Emulated kernel: cannot use %s as the machine file: %m", machine_path);
 
         b->cdev = s->initial->cdev;
+        s->kernel = topology_new(NULL);
+        if (!s->kernel)
+                return log_oom();
+        s->vfio = emulated_vfio_new(s->kernel, b->cdev);
+        if (!s->vfio)
+                return log_oom();
         b->name = strdup(b->cdev ? "emulated-iommufd" : "emulated-group");
         if (!b->name)
                 return log_oom();

@@ -174,7 +174,7 @@ bool context_owns_group(Context *c, int group) {
 
 char *context_describe(Context *c) {
         char *s;
-        if (asprintf(&s, "context %s (owner %s, uid %u)", c->path, c->persistent ? "persistent" : c->owner,
+        if (asprintf(&s, "context %s (owner %s%s, uid %u)", c->path, c->owner, c->persistent ? ", persistent" : "",
                      (unsigned) c->owner_uid) < 0)
                 return NULL;
         return s;

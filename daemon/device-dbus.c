@@ -168,9 +168,8 @@ static char *block_reason_text(Manager *m, const PciDevice *target, const ResetC
                              e->device->info.driver, addr);
                 break;
         case BLOCK_HELD_ELSEWHERE: {
-                Context *c = (Context *) e->holder;
-                r = asprintf(&s, "held by context %s (owner %s, uid %u)", c->path,
-                             c->persistent ? "persistent" : c->owner, (unsigned) c->owner_uid);
+                _cleanup_free_ char *who = context_describe((Context *) e->holder);
+                r = asprintf(&s, "held by %s", strempty(who));
                 break;
         }
         }

@@ -19,7 +19,7 @@
  * machine file describes unless it says otherwise. */
 #define PCI_CLASS_BRIDGE_PCI 0x060400u
 
-static const char *const top_keys = "cdev, devices, description";
+static const char *const top_keys = "cdev, devices, description, reset_delay_ms";
 static const char *const device_keys =
         "address, vendor, device, class, driver, iommu_group, reset_methods, bridge, description";
 static const char *const bridge_keys = "secondary_bus, slot_reset";
@@ -668,6 +668,9 @@ static int parse_root(Parser *ps, json_object *root, Machine *m) {
                         r = parse_bool(ps, &top, key, val, &m->cdev);
                 else if (streq(key, "description"))
                         r = parse_string(ps, &top, key, val, &m->description);
+                else if (streq(key, "reset_delay_ms"))
+                        r = parse_uint(ps, &top, key, val, 600000, false, "an integer from 0 to 600000",
+                                       &m->reset_delay_ms);
                 else if (streq(key, "devices")) {
                         r = parse_devices(ps, val, m);
                         have_devices = true;
@@ -898,6 +901,8 @@ char *machine_to_json(const Machine *m) {
                         return NULL;
 
                 fprintf(f, "{\n  \"cdev\": %s,\n", m->cdev ? "true" : "false");
+                if (m->reset_delay_ms > 0)
+                        fprintf(f, "  \"reset_delay_ms\": %u,\n", (unsigned) m->reset_delay_ms);
                 if (m->description) {
                         _cleanup_(json_object_putp) json_object *s = json_object_new_string(m->description);
                         if (!s)

@@ -14,6 +14,7 @@
 typedef struct Machine {
         bool cdev;             /* iommufd/cdev uAPI (true) or legacy groups only */
         char *description;     /* optional free text, kept for machine_to_json() */
+        uint32_t reset_delay_ms; /* emulation only: how long a hot reset takes */
         PciDeviceInfo *devices; /* sorted by address; cdev_path is NULL after parsing */
         size_t n_devices;
 } Machine;

@@ -212,6 +212,15 @@ static int unleased_refusal(Manager *m, const PciDevice *target, const ResetChec
                 const ResetCheckEntry *e = &check->entries[i];
                 const PciDevice *d = e->device;
                 pci_address_format(&d->info.address, addr);
+                /* Unleased means nobody's: even the target's own holder
+                 * must reset through its context. */
+                if (e->reason == BLOCK_NONE && e->holder) {
+                        _cleanup_free_ char *who = context_describe((Context *) e->holder);
+                        return sd_bus_error_setf(error, BUS_ERROR_IN_USE,
+                                                 "%s blocks an unleased hot reset of %s: it is held by %s; reset "
+                                                 "through that context (Context.HotReset) instead.",
+                                                 addr, taddr, strempty(who));
+                }
                 switch (e->reason) {
                 case BLOCK_BRIDGE_IN_SCOPE:
                         return sd_bus_error_setf(error, BUS_ERROR_NOT_IN_DEV_SET,

@@ -54,6 +54,25 @@ static bool jobs_overlap(const ResetJob *a, const ResetJob *b) {
         return false;
 }
 
+/* sd_bus_emit_signal() takes "as" as a count and strings, not a strv. */
+static void emit_with_strv(sd_bus *bus, const char *path, const char *interface, const char *member,
+                           const char *address, char **affected, const uint64_t *duration, const char *result) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+        int r;
+
+        r = sd_bus_message_new_signal(bus, &m, path, interface, member);
+        if (r >= 0)
+                r = sd_bus_message_append(m, "s", address);
+        if (r >= 0)
+                r = sd_bus_message_append_strv(m, affected);
+        if (r >= 0 && duration)
+                r = sd_bus_message_append(m, "ts", *duration, result);
+        if (r >= 0)
+                r = sd_bus_send(bus, m, NULL);
+        if (r < 0)
+                log_warning_errno(r, "Failed to send %s for %s: %m", member, address);
+}
+
 static void *reset_thread(void *userdata) {
         ResetJob *j = userdata;
         Backend *b = j->manager->backend;
@@ -158,8 +177,8 @@ static int on_job_done(sd_event_source *s, int fd, uint32_t revents, void *userd
         }
 
         if (m->bus)
-                (void) sd_bus_emit_signal(m->bus, BROKER_PATH, MANAGER_INTERFACE, "HotResetDone", "sast", addr,
-                                          j->affected, duration, j->result < 0 ? error.name : "success");
+                emit_with_strv(m->bus, BROKER_PATH, MANAGER_INTERFACE, "HotResetDone", addr, j->affected, &duration,
+                               j->result < 0 ? error.name : "success");
 
         Context *c = j->context;
         bool release = j->release_after;
@@ -189,8 +208,8 @@ static int job_start(ResetJob *j) {
                 for (size_t k = 0; k < o->n_devices; k++) {
                         char a[PCI_ADDRESS_STRING_MAX], t[PCI_ADDRESS_STRING_MAX];
                         if (strv_contains(j->affected, pci_address_format(&o->devices[k].address, a))) {
-                                (void) sd_bus_emit_signal(m->bus, o->path, CONTEXT_INTERFACE, "PrepareForHotReset",
-                                                          "sas", pci_address_format(&j->target, t), j->affected);
+                                emit_with_strv(m->bus, o->path, CONTEXT_INTERFACE, "PrepareForHotReset",
+                                               pci_address_format(&j->target, t), j->affected, NULL, NULL);
                                 break;
                         }
                 }
@@ -208,7 +227,8 @@ static int job_start(ResetJob *j) {
         if (r != 0)
                 return -r;
         j->running = true;
-        log_debug("Hot reset of %s through %s started.", c->path, c->path);
+        char t[PCI_ADDRESS_STRING_MAX];
+        log_debug("Hot reset of %s through %s started.", pci_address_format(&j->target, t), c->path);
         return 0;
 }
 
