@@ -241,13 +241,28 @@ TEST(test_top_level_errors) {
         parse_fails("{}", "machine.json:1:1: missing required key \"devices\"");
         parse_fails("{\"cdev\": true}", "machine.json:1:1: missing required key \"devices\"");
         parse_fails("{\"devices\": [],\n \"cdve\": false}",
-                    "machine.json:2:2: unknown key \"cdve\" (known keys: cdev, devices, description)");
+                    "machine.json:2:2: unknown key \"cdve\" (known keys: cdev, devices, description, reset_delay_ms)");
         parse_fails("{\"devices\": [], \"cdev\": 1}", "machine.json:1:25: key \"cdev\": expected true or false, got 1");
         parse_fails("{\"devices\": [], \"cdev\": \"yes\"}",
                     "machine.json:1:25: key \"cdev\": expected true or false, got \"yes\"");
         parse_fails("{\"devices\": {}}", "machine.json:1:13: key \"devices\": expected an array of device objects, got {}");
         parse_fails("{\"devices\": null}", "machine.json:1:13: key \"devices\": expected an array of device objects, got null");
         parse_fails("{\"description\": 5, \"devices\": []}", "machine.json:1:17: key \"description\": expected a string, got 5");
+}
+
+TEST(test_reset_delay) {
+        _cleanup_(machine_freep) Machine *m = parse_ok("{\"reset_delay_ms\": 250, \"devices\": []}");
+        ASSERT_INT_EQ(m->reset_delay_ms, 250);
+        _cleanup_(machine_freep) Machine *d = parse_ok("{\"devices\": []}");
+        ASSERT_INT_EQ(d->reset_delay_ms, 0);
+        _cleanup_free_ char *json = machine_to_json(m);
+        ASSERT_CONTAINS(json, "\"reset_delay_ms\": 250");
+        _cleanup_(machine_freep) Machine *again = parse_ok(json);
+        ASSERT_INT_EQ(again->reset_delay_ms, 250);
+        parse_fails("{\"reset_delay_ms\": -1, \"devices\": []}",
+                    "machine.json:1:20: key \"reset_delay_ms\": expected an integer from 0 to 600000, got -1");
+        parse_fails("{\"reset_delay_ms\": \"5\", \"devices\": []}",
+                    "machine.json:1:20: key \"reset_delay_ms\": expected an integer from 0 to 600000, got \"5\"");
 }
 
 TEST(test_device_errors) {
@@ -469,6 +484,7 @@ int main(void) {
         RUN(test_syntax_error_file);
         RUN(test_io_errors);
         RUN(test_top_level_errors);
+        RUN(test_reset_delay);
         RUN(test_device_errors);
         RUN(test_bridge_errors);
         RUN(test_bridge_ok);
