@@ -343,7 +343,8 @@ static int method_reset_device(sd_bus_message *msg, void *userdata, sd_bus_error
                                          "use HotReset.",
                                          address);
         r = backend_ioctl(b, d->fd, HR_VFIO_DEVICE_RESET, NULL);
-        if (r == -ENOTTY)
+        /* vfio-pci answers EINVAL when the device has no reset after all. */
+        if (r == -ENOTTY || r == -EINVAL)
                 return sd_bus_error_setf(error, BUS_ERROR_NO_RESET_MECHANISM, "%s: the kernel has no reset for it.",
                                          address);
         if (r < 0)

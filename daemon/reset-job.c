@@ -188,10 +188,10 @@ static int on_job_done(sd_event_source *s, int fd, uint32_t revents, void *userd
         /* A private context (Manager.HotReset) goes after the reply, so
          * whatever happened, nothing of it is left behind. */
         c->n_busy--;
-        if (release)
-                context_release(c, "the hot reset it was made for is over");
-        else
+        if (c->released) /* its owner went away meanwhile */
                 context_unref_busy(c);
+        else if (release)
+                context_release(c, "the hot reset it was made for is over");
         jobs_start_ready(m);
         return 0;
 }
@@ -245,10 +245,10 @@ static void job_fail_now(ResetJob *j, int r) {
         job_unlink(m, j);
         job_free(j);
         c->n_busy--;
-        if (release)
-                context_release(c, "its hot reset could not start");
-        else
+        if (c->released)
                 context_unref_busy(c);
+        else if (release)
+                context_release(c, "its hot reset could not start");
 }
 
 static void jobs_start_ready(Manager *m) {
