@@ -1,0 +1,63 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* hotresetctl: what every verb shares — exit statuses, the global options,
+ * the verb table entry and the argument helpers. */
+#pragma once
+
+#include <getopt.h>
+#include <stdbool.h>
+
+#include "pci-address.h"
+
+/* Exit statuses (documented in --help). */
+enum {
+        EXIT_OK = 0,
+        EXIT_ERROR = 1,   /* the call failed, the daemon is not there, ... */
+        EXIT_USAGE = 2,   /* bad options or arguments */
+        EXIT_REFUSED = 3, /* the hot reset is refused or not possible */
+};
+
+/* Global options, valid before or after the verb. */
+extern bool arg_json;
+extern bool arg_legend;
+
+typedef struct Verb {
+        const char *name;
+        const char *alias;    /* or NULL */
+        const char *synopsis; /* arguments and options, for usage lines */
+        const char *summary;  /* one line for the verb list */
+        const char *help;     /* more lines for `hotresetctl VERB --help`, or NULL */
+        unsigned min_args, max_args;
+        /* The verb's own options (terminated by a zero entry), or NULL. The
+         * handler returns 0, or a negative errno after printing why. */
+        const struct option *options;
+        int (*parse_option)(int c, const char *arg);
+        /* Runs with the positional arguments; returns an exit status. */
+        int (*run)(int argc, char *argv[]);
+} Verb;
+
+extern const Verb verb_list, verb_info, verb_check, verb_acquire, verb_release, verb_contexts, verb_reset,
+        verb_hot_reset_info, verb_monitor;
+
+/* Option codes of the verbs, above every short option character. */
+enum {
+        ARG_JSON = 0x100,
+        ARG_NO_LEGEND,
+        ARG_VERSION,
+        ARG_PERSISTENT,
+        ARG_TRANSIENT,
+        ARG_DESCRIPTION,
+        ARG_NO_BIND,
+        ARG_CONTEXT,
+};
+
+/* Prints "hotresetctl: <message>" plus a hint to try --help, returns -EINVAL;
+ * the caller exits with EXIT_USAGE. */
+int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* A PCI address from the command line, long or short form, in canonical
+ * form. On failure prints the expected form and returns -EINVAL. */
+int parse_address_arg(const char *s, char buf[static PCI_ADDRESS_STRING_MAX]);
+
+/* A context given as its number N, "context/N" or its object path; on
+ * failure prints what is expected and returns -EINVAL. */
+int parse_context_arg(const char *s, char **ret_path);

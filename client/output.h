@@ -1,0 +1,57 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Output for people (aligned tables) and for programs (JSON). */
+#pragma once
+
+#include <json-c/json.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "util.h"
+
+/* A table of strings, printed with aligned columns: two spaces between
+ * columns, the last column not padded, the header row (the legend) only
+ * when asked. */
+typedef struct Table Table;
+
+Table *table_new(const char *const *headers, size_t n_columns);
+Table *table_free(Table *t);
+static inline void table_freep(Table **t) {
+        table_free(*t);
+}
+#define _cleanup_table_ _cleanup_(table_freep)
+
+/* Adds the next cell, row by row; NULL and "" are shown as "-". */
+int table_add_cell(Table *t, const char *s);
+int table_add_cellf(Table *t, const char *fmt, ...) _printf_(2, 3);
+/* Adds a whole row of n_columns cells. */
+int table_add_row(Table *t, ...);
+size_t table_rows(const Table *t);
+int table_print(const Table *t, FILE *f, bool legend);
+
+/* Prints a JSON value on stdout: indented on a terminal, one line when
+ * piped (always one line with `line`). Slashes are not escaped. */
+int json_print(json_object *o, bool line);
+
+/* JSON helpers for values the daemon reports with sentinels: "" (no driver,
+ * no cdev, nobody holds it), "/" (no context) and -1 (no IOMMU group)
+ * become null. The returned object is new (NULL only on ENOMEM, which the
+ * json-c adders then treat as null). */
+json_object *json_string_or_null(const char *s);
+json_object *json_path_or_null(const char *path);
+json_object *json_group_or_null(int64_t group);
+
+/* The same sentinels for people: "-". */
+const char *display_string(const char *s);
+const char *display_path(const char *path);
+
+/* "/org/hotresetd/Broker1/context/3" -> "context/3"; anything else as is. */
+const char *context_short_name(const char *path);
+/* "/org/hotresetd/Broker1/context/3" -> "3"; anything else as is. */
+const char *context_id(const char *path);
+
+/* The current wall-clock time as "2024-05-01 12:34:56.123456" and in µs. */
+int format_timestamp_now(char *buf, size_t size, uint64_t *ret_usec);
+
+/* Adds a key to an object; returns -ENOMEM on failure (the value is freed). */
+int json_add(json_object *obj, const char *key, json_object *value);
