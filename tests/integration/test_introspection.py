@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: LGPL-2.1-or-later
 """dbus/org.hotresetd.Broker1.xml is the API contract: what the running
-daemon serves on the Manager and Device objects must match it exactly
+daemon serves on the Manager, Device and Context objects must match it exactly
 (members, argument names, types and directions, property types, access
 and change-signal annotations)."""
 
@@ -62,6 +62,13 @@ class IntrospectionTest(harness.HotresetdTestCase):
             with self.subTest(address=address):
                 self.assertServes(device_path(address), DEVICE_IFACE)
 
+    def test_context_matches_contract(self):
+        # A persistent context outlives busctl's one-shot connection.
+        _, (path,) = self.env.call(ROOT_PATH, MANAGER_IFACE, 'CreateContext', 'a{sv}', 1, 'Persistent', 'b', 'true')
+        self.assertTrue(path.startswith(ROOT_PATH + '/context/'), path)
+        self.assertServes(path, 'org.hotresetd.Broker1.Context')
+        self.env.call(path, 'org.hotresetd.Broker1.Context', 'Release')
+
     def test_object_manager_served(self):
         root = ET.fromstring(self.env.introspect(ROOT_PATH))
         self.assertIn('org.freedesktop.DBus.ObjectManager', [i.get('name') for i in root.findall('interface')])
@@ -76,6 +83,7 @@ class IntrospectionTest(harness.HotresetdTestCase):
     def test_contract_is_well_formed(self):
         self.assertIn(MANAGER_IFACE, self.contract)
         self.assertIn(DEVICE_IFACE, self.contract)
+        self.assertIn('org.hotresetd.Broker1.Context', self.contract)
         for name, members in self.contract.items():
             self.assertTrue(name.startswith('org.hotresetd.Broker1.'), name)
             self.assertTrue(members, name)
