@@ -371,6 +371,8 @@ static int attach_group(Context *c, PciDevice *d, ContextDevice *ret, sd_bus_err
                 return r;
 
         ContextGroup *g = context_find_group(c, d->info.iommu_group);
+        if (!g)
+                return -ENOENT; /* context_open_group() just added it */
         int fd = backend_ioctl(b, g->fd, HR_VFIO_GROUP_GET_DEVICE_FD, addr);
         if (fd < 0) {
                 context_maybe_close_group(c, d->info.iommu_group);

@@ -291,8 +291,10 @@ static int method_hot_reset(sd_bus_message *msg, void *userdata, sd_bus_error *e
         r = sd_bus_query_sender_creds(msg, SD_BUS_CREDS_EUID, &creds);
         if (r >= 0)
                 r = sd_bus_creds_get_euid(creds, &uid);
-        if (r >= 0 && asprintf(&description, "private context of Manager.HotReset(%s)", taddr) < 0)
+        if (r >= 0 && asprintf(&description, "private context of Manager.HotReset(%s)", taddr) < 0) {
+                description = NULL; /* undefined after a failed asprintf() */
                 r = -ENOMEM;
+        }
         if (r >= 0)
                 r = context_new(m, sd_bus_message_get_sender(msg), uid, false, description, &c, error);
         if (r < 0) {
