@@ -76,3 +76,20 @@ int bus_read_options(sd_bus_message *msg, const OptionSpec *specs, size_t n_spec
         return sd_bus_message_exit_container(msg);
 }
 
+
+int bus_error_not_in_dev_set(sd_bus_error *error, const PciDeviceInfo *d, const char *target) {
+        char addr[PCI_ADDRESS_STRING_MAX];
+
+        pci_address_format(&d->address, addr);
+        if (d->is_bridge)
+                return sd_bus_error_setf(error, BUS_ERROR_NOT_IN_DEV_SET,
+                                         "%s blocks a hot reset of %s: it is a bridge inside the reset scope, and "
+                                         "bridges cannot be bound to vfio-pci.",
+                                         addr, target);
+        if (!driver_is_vfio(d->driver))
+                return sd_bus_error_setf(error, BUS_ERROR_NOT_IN_DEV_SET,
+                                         "%s blocks a hot reset of %s: it is %s%s, not a vfio driver; bind it to "
+                                         "vfio-pci.",
+                                         addr, target, d->driver ? "bound to " : "", d->driver ?: "unbound");
+        return 0;
+}

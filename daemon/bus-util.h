@@ -6,6 +6,7 @@
 #include <systemd/sd-bus.h>
 
 #include "pci-address.h"
+#include "pci-device.h"
 
 #define BUS_ERROR_NO_SUCH_DEVICE "org.hotresetd.Broker1.Error.NoSuchDevice"
 #define BUS_ERROR_NOT_OWNED "org.hotresetd.Broker1.Error.NotOwned"
@@ -36,3 +37,7 @@ typedef struct OptionSpec {
         void *ret; /* bool * or const char ** (valid while msg is) */
 } OptionSpec;
 int bus_read_options(sd_bus_message *msg, const OptionSpec *specs, size_t n_specs, sd_bus_error *error);
+
+/* NotInDevSet naming why d keeps target out of a hot reset (a bridge in the
+ * scope, no driver, a host driver); 0 when d is in the vfio dev_set. */
+int bus_error_not_in_dev_set(sd_bus_error *error, const PciDeviceInfo *d, const char *target);

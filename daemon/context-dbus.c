@@ -206,16 +206,9 @@ static int entry_blocks(Context *c, const HotResetEntry *e, bool cdev, sd_bus_er
                                          "%s blocks a hot reset of %s: the daemon does not know it (it may have just "
                                          "appeared); retry.",
                                          addr, target);
-        if (d->info.is_bridge)
-                return sd_bus_error_setf(error, BUS_ERROR_NOT_IN_DEV_SET,
-                                         "%s blocks a hot reset of %s: it is a bridge inside the reset scope, and "
-                                         "bridges cannot be bound to vfio-pci.",
-                                         addr, target);
-        if (!driver_is_vfio(d->info.driver))
-                return sd_bus_error_setf(error, BUS_ERROR_NOT_IN_DEV_SET,
-                                         "%s blocks a hot reset of %s: it is %s%s, not a vfio driver; bind it to "
-                                         "vfio-pci.",
-                                         addr, target, d->info.driver ? "bound to " : "", d->info.driver ?: "unbound");
+        int r = bus_error_not_in_dev_set(error, &d->info, target);
+        if (r < 0)
+                return r;
 
         bool owned = cdev ? e->id != HR_VFIO_PCI_DEVID_NOT_OWNED : context_owns_group(c, (int) e->id);
         if (owned)

@@ -223,17 +223,9 @@ static int unleased_refusal(Manager *m, const PciDevice *target, const ResetChec
                 }
                 switch (e->reason) {
                 case BLOCK_BRIDGE_IN_SCOPE:
-                        return sd_bus_error_setf(error, BUS_ERROR_NOT_IN_DEV_SET,
-                                                 "%s blocks a hot reset of %s: it is a bridge inside the reset scope, "
-                                                 "and bridges cannot be bound to vfio-pci.",
-                                                 addr, taddr);
                 case BLOCK_NO_DRIVER:
                 case BLOCK_NOT_VFIO:
-                        return sd_bus_error_setf(error, BUS_ERROR_NOT_IN_DEV_SET,
-                                                 "%s blocks a hot reset of %s: it is %s%s, not a vfio driver; bind it "
-                                                 "to vfio-pci.",
-                                                 addr, taddr, d->info.driver ? "bound to " : "",
-                                                 d->info.driver ?: "unbound");
+                        return bus_error_not_in_dev_set(error, &d->info, taddr);
                 case BLOCK_HELD_ELSEWHERE: {
                         _cleanup_free_ char *who = context_describe((Context *) e->holder);
                         return sd_bus_error_setf(error, BUS_ERROR_IN_USE,
