@@ -81,3 +81,18 @@ static inline void backend_close(Backend *b, int fd) {
  * Fails with a logged message naming the key/line when the file is bad. */
 int backend_emulated_new(sd_event *e, const char *machine_path, BackendEventHandler handler, void *userdata,
                          Backend **ret);
+
+/* Which vfio uAPI the Linux backend uses. AUTO picks the iommufd/cdev model
+ * when the kernel offers it (/dev/iommu and vfio device cdevs), else the
+ * legacy group/container model. */
+typedef enum BackendUapi {
+        BACKEND_UAPI_AUTO,
+        BACKEND_UAPI_IOMMUFD,
+        BACKEND_UAPI_GROUP,
+} BackendUapi;
+
+/* The real kernel: libudev (enumeration and the "udev" netlink monitor),
+ * sysfs, and the vfio/iommufd syscalls. Logs the model it chose and why;
+ * fails with -EOPNOTSUPP (logged) when IOMMUFD is forced but the kernel
+ * does not offer it. */
+int backend_linux_new(sd_event *e, BackendUapi uapi, BackendEventHandler handler, void *userdata, Backend **ret);

@@ -5,6 +5,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 
+#include "access.h"
 #include "bus-util.h"
 #include "context.h"
 #include "log.h"
@@ -13,17 +14,15 @@
 #include "util.h"
 #include "vfio-compat.h"
 
-/* Only the owner (or, for a persistent context, its uid) and privileged
- * callers may change a context or take files from it. */
+/* Only the owner (or, for a persistent context, its uid) and root may
+ * change a context or take files from it; what they may do is then up to
+ * the policy and polkit (access.h). */
 static int check_caller(Context *c, sd_bus_message *msg, const char *what, sd_bus_error *error) {
         _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
         const char *sender = sd_bus_message_get_sender(msg);
         uid_t euid;
         int r;
 
-        r = manager_check_privileged(msg, what, error);
-        if (r < 0)
-                return r;
         if (sender && streq(sender, c->owner))
                 return 0;
         /* Never trust augmented credentials: only what the bus vouches for. */
@@ -33,10 +32,11 @@ static int check_caller(Context *c, sd_bus_message *msg, const char *what, sd_bu
         r = sd_bus_creds_get_euid(creds, &euid);
         if (r < 0)
                 return r;
-        if (euid == 0 || (c->persistent && euid == c->owner_uid))
+        if ((sd_bus_creds_get_augmented_mask(creds) & SD_BUS_CREDS_EUID) == 0 &&
+            (euid == 0 || (c->persistent && euid == c->owner_uid)))
                 return 0;
-        return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED, "%s belongs to %s (uid %u), not to you.", c->path,
-                                 c->owner, (unsigned) c->owner_uid);
+        return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED, "%s belongs to %s (uid %u), not to you: you may "
+                                 "not %s there.", c->path, c->owner, (unsigned) c->owner_uid, what);
 }
 
 static int find_attached(Context *c, const char *address, ContextDevice **ret, sd_bus_error *error) {
@@ -65,6 +65,7 @@ static int method_attach_device(sd_bus_message *msg, void *userdata, sd_bus_erro
         const char *address;
         bool bind = true;
         uint32_t devid = 0;
+        PciAddress a;
         int r;
 
         r = sd_bus_message_read(msg, "s", &address);
@@ -81,6 +82,12 @@ static int method_attach_device(sd_bus_message *msg, void *userdata, sd_bus_erro
                 return sd_bus_error_setf(error, BUS_ERROR_UNSUPPORTED,
                                          "Bind=false is for vfio cdevs; the %s backend opens devices through groups.",
                                          c->manager->backend->name);
+        r = bus_parse_address(address, &a, error);
+        if (r < 0)
+                return r;
+        r = access_authorize_device(c, msg, ACTION_ACQUIRE, "attach", &a, ACCESS_DEVICE_LIMIT, error);
+        if (r <= 0)
+                return r < 0 ? r : 1; /* 0: polkit is asked; this call comes back */
 
         r = context_attach(c, address, bind, &devid, error);
         if (r < 0)
@@ -124,6 +131,9 @@ static int method_open_device(sd_bus_message *msg, void *userdata, sd_bus_error 
         r = find_attached(c, address, &d, error);
         if (r < 0)
                 return r;
+        r = access_authorize_device(c, msg, ACTION_ACQUIRE, "open", &d->address, 0, error);
+        if (r <= 0)
+                return r < 0 ? r : 1; /* 0: polkit is asked; this call comes back */
         /* sd-bus sends a duplicate; the daemon keeps its own file. */
         return sd_bus_reply_method_return(msg, "h", d->fd);
 }
@@ -135,6 +145,9 @@ static int method_open_iommufd(sd_bus_message *msg, void *userdata, sd_bus_error
         r = check_caller(c, msg, "open the iommufd", error);
         if (r < 0)
                 return r;
+        r = access_verify(c->manager, msg, ACTION_ACQUIRE, "open-iommufd", NULL, c->path, error);
+        if (r <= 0)
+                return r < 0 ? r : 1; /* 0: polkit is asked; this call comes back */
         if (c->iommufd < 0)
                 return sd_bus_error_setf(error, BUS_ERROR_UNSUPPORTED,
                                          "%s has no iommufd: the %s backend uses a legacy vfio container.", c->path,
@@ -155,6 +168,10 @@ static int method_get_hot_reset_info(sd_bus_message *msg, void *userdata, sd_bus
         r = sd_bus_message_read(msg, "s", &address);
         if (r < 0)
                 return r;
+        /* Read-only: the owner needs no polkit, anyone else manage. */
+        r = access_verify_owner_or_manage(c, msg, "get-hot-reset-info", error);
+        if (r <= 0)
+                return r < 0 ? r : 1; /* 0: polkit is asked; this call comes back */
         r = find_attached(c, address, &d, error);
         if (r < 0)
                 return r;
@@ -299,9 +316,14 @@ static int method_hot_reset(sd_bus_message *msg, void *userdata, sd_bus_error *e
         r = find_attached(c, address, &d, error);
         if (r < 0)
                 return r;
+        r = access_authorize_device(c, msg, ACTION_RESET, "hot-reset", &d->address,
+                                    ACCESS_WHOLE_SCOPE | ACCESS_RESET_LIMITS, error);
+        if (r <= 0)
+                return r < 0 ? r : 1; /* 0: polkit is asked; this call comes back */
         r = context_submit_hot_reset(c, msg, d, false, error);
         if (r < 0)
                 return r;
+        access_count_reset(c, msg, &d->address, true);
         return 1; /* answered when the reset is done */
 }
 
@@ -325,6 +347,9 @@ static int method_reset_device(sd_bus_message *msg, void *userdata, sd_bus_error
                 return sd_bus_error_setf(error, BUS_ERROR_UNSUPPORTED,
                                          "%s is attached unbound (Bind=false): the daemon's file cannot reset it.",
                                          address);
+        r = access_authorize_device(c, msg, ACTION_RESET, "reset-device", &d->address, ACCESS_RESET_LIMITS, error);
+        if (r <= 0)
+                return r < 0 ? r : 1; /* 0: polkit is asked; this call comes back */
 
         struct hr_vfio_device_info info = { .argsz = sizeof info };
         r = backend_ioctl(b, d->fd, HR_VFIO_DEVICE_GET_INFO, &info);
@@ -335,6 +360,7 @@ static int method_reset_device(sd_bus_message *msg, void *userdata, sd_bus_error
                                          "%s has no function-level reset (no flr, pm or device-specific reset method); "
                                          "use HotReset.",
                                          address);
+        access_count_reset(c, msg, &d->address, false);
         r = backend_ioctl(b, d->fd, HR_VFIO_DEVICE_RESET, NULL);
         /* vfio-pci answers EINVAL when the device has no reset after all. */
         if (r == -ENOTTY || r == -EINVAL)
@@ -350,9 +376,11 @@ static int method_release(sd_bus_message *msg, void *userdata, sd_bus_error *err
         Context *c = userdata;
         int r;
 
-        r = check_caller(c, msg, "release contexts", error);
-        if (r < 0)
-                return r;
+        /* The owner needs no polkit (it gives up what it holds); releasing
+         * someone else's context needs manage. */
+        r = access_verify_owner_or_manage(c, msg, "release", error);
+        if (r <= 0)
+                return r < 0 ? r : 1; /* 0: polkit is asked; this call comes back */
         r = sd_bus_reply_method_return(msg, NULL);
         context_release(c, "released by its owner");
         return r;

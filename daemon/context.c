@@ -356,6 +356,10 @@ static void context_maybe_close_group(Context *c, int group) {
                 if (c->groups[i].group == group) {
                         backend_close(c->manager->backend, c->groups[i].fd);
                         c->groups[i] = c->groups[--c->n_groups];
+                        /* The kernel drops the container's IOMMU with its
+                         * last group: the next group must set it again. */
+                        if (c->n_groups == 0)
+                                c->iommu_set = false;
                         return;
                 }
 }

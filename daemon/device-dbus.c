@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdio.h>
 
+#include "access.h"
 #include "bus-util.h"
 #include "log.h"
 #include "manager.h"
@@ -122,10 +123,6 @@ static int affected_strv(Manager *m, const PciDevice *d, char ***ret) {
         return 0;
 }
 
-static const void *holder_of(const PciDevice *d, void *userdata) {
-        return manager_holder_of(userdata, d);
-}
-
 static const char *holder_path(Manager *m, const PciDevice *d) {
         Context *c = manager_holder_of(m, d);
         return c ? c->path : "/";
@@ -133,7 +130,7 @@ static const char *holder_path(Manager *m, const PciDevice *d) {
 
 static int hot_reset_possible(Manager *m, const PciDevice *d, bool *ret) {
         ResetCheck c;
-        int r = reset_check(m->topology, d, holder_of, m, &c);
+        int r = access_reset_check(m, d, &c);
         if (r < 0)
                 return r;
         *ret = c.possible;
@@ -172,6 +169,13 @@ static char *block_reason_text(Manager *m, const PciDevice *target, const ResetC
                 r = asprintf(&s, "held by %s", strempty(who));
                 break;
         }
+        case BLOCK_POLICY: {
+                _cleanup_free_ char *why = NULL;
+                r = access_device_excluded(m, e->device, &why);
+                if (r >= 0)
+                        r = asprintf(&s, "%s", why ?: "excluded by policy");
+                break;
+        }
         }
         return r < 0 ? NULL : s;
 }
@@ -184,7 +188,7 @@ static int method_check_hot_reset(sd_bus_message *msg, void *userdata, sd_bus_er
         ResetCheck c;
         int r;
 
-        r = reset_check(m->topology, d, holder_of, m, &c);
+        r = access_reset_check(m, d, &c);
         if (r < 0)
                 return r;
 

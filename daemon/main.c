@@ -1,23 +1,42 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* hotresetd: command line, event loop, start-up and shutdown. */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
 #include <systemd/sd-daemon.h>
 
+#include "access.h"
+#include "backend-linux.h"
 #include "config.h"
 #include "log.h"
+#include "machine-file.h"
 #include "manager.h"
+#include "policy.h"
 #include "util.h"
 
 static const char *arg_emulate = NULL;
+static BackendUapi arg_uapi = BACKEND_UAPI_AUTO;
+static bool arg_uapi_set = false;
+static bool arg_dump_machine = false;
+static const char *arg_dump_machine_path = NULL; /* NULL: stdout */
+static const char *arg_config = NULL;           /* NULL: the default policy file */
 
 static void help(void) {
         printf("Usage: hotresetd [OPTIONS]\n\n"
                "Brokers VFIO PCI hot resets for unprivileged clients over D-Bus (%s).\n\n"
                "  --emulate=MACHINE.json  Run on the emulated kernel described by MACHINE.json\n"
                "                          (watched: rename a new file over it to hotplug/rebind)\n"
+               "  --uapi=auto|iommufd|group\n"
+               "                          vfio uAPI on the real kernel: iommufd + device cdevs, or\n"
+               "                          legacy groups/containers (default auto: iommufd if offered)\n"
+               "  --dump-machine[=FILE]   Write the machine as an emulated machine file (to FILE,\n"
+               "                          default stdout) and exit, without connecting to the bus\n"
+               "  --config=PATH           The policy file (default " POLICY_DEFAULT_PATH ",\n"
+               "                          plus PATH.d/*.conf); reloaded on SIGHUP and Manager.Reload()\n"
                "  --log-level=LEVEL       debug, info, notice, warning or err (default info)\n"
                "  --version               Show the version\n"
                "  -h, --help              Show this help\n",
@@ -40,9 +59,12 @@ static int parse_log_level(const char *s) {
 
 /* Returns > 0 to go on, 0 to exit successfully, < 0 on error. */
 static int parse_argv(int argc, char *argv[]) {
-        enum { ARG_EMULATE = 0x100, ARG_LOG_LEVEL, ARG_VERSION };
+        enum { ARG_EMULATE = 0x100, ARG_UAPI, ARG_DUMP_MACHINE, ARG_CONFIG, ARG_LOG_LEVEL, ARG_VERSION };
         static const struct option options[] = {
                 { "emulate", required_argument, NULL, ARG_EMULATE },
+                { "uapi", required_argument, NULL, ARG_UAPI },
+                { "dump-machine", optional_argument, NULL, ARG_DUMP_MACHINE },
+                { "config", required_argument, NULL, ARG_CONFIG },
                 { "log-level", required_argument, NULL, ARG_LOG_LEVEL },
                 { "version", no_argument, NULL, ARG_VERSION },
                 { "help", no_argument, NULL, 'h' },
@@ -56,6 +78,23 @@ static int parse_argv(int argc, char *argv[]) {
                         if (!*optarg)
                                 return log_error_errno(EINVAL, "--emulate= needs a machine file.");
                         arg_emulate = optarg;
+                        break;
+                case ARG_UAPI:
+                        if (backend_uapi_from_string(optarg, &arg_uapi) < 0)
+                                return log_error_errno(EINVAL, "Unknown --uapi= value '%s': expected auto, iommufd or group.",
+                                                       optarg);
+                        arg_uapi_set = true;
+                        break;
+                case ARG_DUMP_MACHINE:
+                        if (optarg && !*optarg)
+                                return log_error_errno(EINVAL, "--dump-machine= needs a file name (or no '=' for stdout).");
+                        arg_dump_machine = true;
+                        arg_dump_machine_path = optarg && !streq(optarg, "-") ? optarg : NULL;
+                        break;
+                case ARG_CONFIG:
+                        if (!*optarg)
+                                return log_error_errno(EINVAL, "--config= needs a policy file.");
+                        arg_config = optarg;
                         break;
                 case ARG_LOG_LEVEL: {
                         int l = parse_log_level(optarg);
@@ -76,7 +115,105 @@ static int parse_argv(int argc, char *argv[]) {
         }
         if (optind < argc)
                 return log_error_errno(EINVAL, "Unexpected argument '%s'; see --help.", argv[optind]);
+        if (arg_emulate && arg_uapi_set)
+                return log_error_errno(EINVAL, "--uapi= is for the real kernel; with --emulate the machine file's "
+                                               "\"cdev\" key chooses the model.");
         return 1;
+}
+
+/* Writes text to path through a temporary file renamed over it, so a
+ * daemon emulating that file sees one complete update. */
+static int write_file_atomic(const char *path, const char *text) {
+        _cleanup_free_ char *tmp = NULL;
+        _cleanup_close_ int fd = -1;
+        size_t n = strlen(text);
+        int r;
+
+        if (asprintf(&tmp, "%s.XXXXXX", path) < 0) {
+                tmp = NULL;
+                return -ENOMEM;
+        }
+        fd = mkostemp(tmp, O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        for (size_t done = 0; done < n;) {
+                ssize_t k = write(fd, text + done, n - done);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        r = -errno;
+                        goto fail;
+                }
+                done += (size_t) k;
+        }
+        /* mkostemp() makes it 0600; a machine file is no secret. */
+        if (fchmod(fd, 0644) < 0 || close(TAKE_FD(fd)) < 0 || rename(tmp, path) < 0) {
+                r = -errno;
+                goto fail;
+        }
+        return 0;
+fail:
+        (void) unlink(tmp);
+        return r;
+}
+
+/* --dump-machine: the devices the backend delivered, as a machine file. */
+static int dump_machine(Manager *m) {
+        _cleanup_(machine_freep) Machine *machine = NULL;
+        _cleanup_(machine_freep) Machine *check = NULL;
+        _cleanup_free_ char *json = NULL, *error = NULL;
+        size_t n = topology_size(m->topology);
+        struct utsname u;
+        int r;
+
+        machine = calloc(1, sizeof(Machine));
+        if (!machine)
+                return log_oom();
+        machine->cdev = m->backend->cdev;
+        if (uname(&u) < 0)
+                strcpy(u.release, "?");
+        if ((m->backend->emulated ? asprintf(&machine->description,
+                                             "Dumped by hotresetd %s from the %s backend (an emulated kernel)",
+                                             HOTRESETD_VERSION, m->backend->name)
+                                  : asprintf(&machine->description, "Dumped by hotresetd %s from the %s backend on Linux %s",
+                                             HOTRESETD_VERSION, m->backend->name, u.release)) < 0) {
+                machine->description = NULL;
+                return log_oom();
+        }
+        machine->devices = calloc(n ? n : 1, sizeof(PciDeviceInfo));
+        if (!machine->devices)
+                return log_oom();
+        for (size_t i = 0; i < n; i++) {
+                r = pci_device_info_copy(&machine->devices[i], &topology_at(m->topology, i)->info);
+                if (r < 0)
+                        return log_oom();
+                machine->n_devices++;
+                /* Not part of the format: the emulated kernel numbers cdevs. */
+                free(machine->devices[i].cdev_path);
+                machine->devices[i].cdev_path = NULL;
+        }
+
+        json = machine_to_json(machine);
+        if (!json)
+                return log_oom();
+
+        /* What we write must load with --emulate; say so if it does not
+         * (a broken machine: two bridges claiming one bus, ...). */
+        r = machine_parse(json, arg_dump_machine_path ? arg_dump_machine_path : "<stdout>", &check, &error);
+        if (r == -ENOMEM)
+                return log_oom();
+        if (r < 0)
+                log_warning("The dumped machine will not load with --emulate as it is: %s", strempty(error));
+
+        if (arg_dump_machine_path) {
+                r = write_file_atomic(arg_dump_machine_path, json);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to write %s: %m", arg_dump_machine_path);
+                log_info("Wrote %zu PCI device%s (%s model) to %s.", n, n == 1 ? "" : "s",
+                         machine->cdev ? "iommufd" : "group", arg_dump_machine_path);
+        } else if (fputs(json, stdout) < 0 || fflush(stdout) != 0)
+                return log_error_errno(EIO, "Failed to write the machine to standard output: %m");
+        return 0;
 }
 
 static int run(int argc, char *argv[]) {
@@ -87,11 +224,6 @@ static int run(int argc, char *argv[]) {
         r = parse_argv(argc, argv);
         if (r <= 0)
                 return r;
-
-        if (!arg_emulate)
-                return log_error_errno(EOPNOTSUPP,
-                                       "No kernel backend: the Linux backend is not available in this version; "
-                                       "run with --emulate=MACHINE.json (see examples/).");
 
         r = sd_event_default(&e);
         if (r < 0)
@@ -118,12 +250,22 @@ static int run(int argc, char *argv[]) {
         if (r < 0)
                 return log_error_errno(r, "Failed to set up the daemon: %m");
 
-        r = backend_emulated_new(m->event, arg_emulate, manager_on_backend_event, m, &m->backend);
+        if (arg_emulate)
+                r = backend_emulated_new(m->event, arg_emulate, manager_on_backend_event, m, &m->backend);
+        else
+                r = backend_linux_new(m->event, arg_uapi, manager_on_backend_event, m, &m->backend);
         if (r < 0)
-                return r; /* the backend logged what is wrong with the file */
+                return r; /* the backend logged what is wrong (the file, the kernel) */
         r = backend_start(m->backend);
         if (r < 0)
                 return log_error_errno(r, "Failed to start the %s backend: %m", m->backend->name);
+
+        if (arg_dump_machine)
+                return dump_machine(m);
+
+        r = access_setup(m, arg_config);
+        if (r < 0)
+                return r; /* logged what is wrong with the policy file */
 
         r = manager_connect_bus(m);
         if (r < 0)

@@ -4,6 +4,7 @@
  * published once the batch is through. */
 #include <errno.h>
 
+#include "access.h"
 #include "bus-util.h"
 #include "config.h"
 #include "context.h"
@@ -108,13 +109,12 @@ void manager_on_backend_event(Backend *b, BackendAction action, const PciDeviceI
 }
 
 int manager_check_privileged(sd_bus_message *msg, const char *what, sd_bus_error *error) {
-        int r = sd_bus_query_sender_privilege(msg, -1);
-        if (r < 0)
+        uid_t uid;
+        int r = access_caller_uid(msg, &uid);
+        if (r < 0 && r != -EPERM)
                 return r;
-        if (r == 0)
-                return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED,
-                                         "Only root may %s: polkit authorization is not available in this version.",
-                                         what);
+        if (r < 0 || uid != 0)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED, "Only root may %s.", what);
         return 0;
 }
 
@@ -169,9 +169,6 @@ static int method_create_context(sd_bus_message *msg, void *userdata, sd_bus_err
         r = bus_read_options(msg, specs, ELEMENTSOF(specs), error);
         if (r < 0)
                 return r;
-        r = manager_check_privileged(msg, "create contexts", error);
-        if (r < 0)
-                return r;
         if (description && strlen(description) > 256)
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
                                          "Description is %zu bytes long; at most 256 are allowed.", strlen(description));
@@ -182,6 +179,14 @@ static int method_create_context(sd_bus_message *msg, void *userdata, sd_bus_err
         r = sd_bus_creds_get_euid(creds, &uid);
         if (r < 0)
                 return r;
+        r = access_check_context_limit(m, uid, error);
+        if (r < 0)
+                return r;
+        r = access_verify(m, msg, ACTION_ACQUIRE, "create-context", NULL, NULL, error);
+        if (r < 0)
+                return r;
+        if (r == 0)
+                return 1; /* polkit is asked; this call comes back */
 
         r = context_new(m, sd_bus_message_get_sender(msg), uid, persistent, description, &c, error);
         if (r < 0)
@@ -262,13 +267,16 @@ static int method_hot_reset(sd_bus_message *msg, void *userdata, sd_bus_error *e
         r = bus_read_options(msg, NULL, 0, error);
         if (r < 0)
                 return r;
-        r = manager_check_privileged(msg, "reset devices", error);
+        r = access_check_unleased(m, error);
         if (r < 0)
                 return r;
         r = manager_find_device(m, address, &target, error);
         if (r < 0)
                 return r;
         pci_address_format(&target->info.address, taddr);
+        r = access_check_devices(m, target, true, "unleased-hot-reset", error);
+        if (r < 0)
+                return r;
 
         r = reset_check(m->topology, target, holder_of, m, &check);
         if (r < 0)
@@ -278,6 +286,15 @@ static int method_hot_reset(sd_bus_message *msg, void *userdata, sd_bus_error *e
                 reset_check_done(&check);
                 return r < 0 ? r : sd_bus_error_setf(error, BUS_ERROR_NOT_OWNED, "A hot reset of %s is not possible.",
                                                      taddr);
+        }
+        r = access_caller_uid(msg, &uid);
+        if (r >= 0)
+                r = access_check_reset_limits(m, uid, target, true, "unleased-hot-reset", error);
+        if (r >= 0)
+                r = access_verify(m, msg, ACTION_RESET_UNLEASED, "unleased-hot-reset", target, NULL, error);
+        if (r <= 0) {
+                reset_check_done(&check);
+                return r < 0 ? r : 1; /* 0: polkit is asked; this call comes back */
         }
 
         r = sd_bus_query_sender_creds(msg, SD_BUS_CREDS_EUID, &creds);
@@ -316,6 +333,7 @@ static int method_hot_reset(sd_bus_message *msg, void *userdata, sd_bus_error *e
                 context_release(c, "its hot reset was refused");
                 return r;
         }
+        access_take_reset_limits(m, uid, target, true);
         return 1; /* answered when the reset is done */
 }
 
@@ -411,6 +429,11 @@ static const sd_bus_vtable manager_vtable[] = {
                                 SD_BUS_RESULT("as", affected),
                                 method_hot_reset,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("Reload",
+                                SD_BUS_NO_ARGS,
+                                SD_BUS_NO_RESULT,
+                                access_method_reload,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_SIGNAL_WITH_ARGS("HotResetDone",
                                 SD_BUS_ARGS("s", address, "as", affected, "t", duration_usec, "s", result),
                                 0),
@@ -450,6 +473,8 @@ Manager *manager_free(Manager *m) {
         while (m->n_contexts > 0)
                 context_release(m->contexts[m->n_contexts - 1], "the daemon is stopping");
         free(m->contexts);
+        /* Pending polkit checks hold callers' messages of the bus. */
+        access_done(m);
         /* The bus first: nothing may call into the objects while they go. */
         sd_bus_flush_close_unref(m->bus);
         backend_free(m->backend);

@@ -35,6 +35,16 @@ typedef struct Manager {
         /* Hot resets: running ones and those waiting for an overlapping
          * one to finish (see reset-job.c). */
         struct ResetJob *jobs;
+
+        /* Authorization: polkit checks in flight (auth.c), the policy file
+         * and the rate limits (access.c). */
+        struct AuthQuery *auth_queries;
+        uint64_t polkit_timeout_usec;
+        struct Policy *policy;
+        char *policy_path;
+        bool policy_missing_ok;
+        struct RateLimiter *limiter;
+        sd_event_source *sighup_source;
 } Manager;
 
 int manager_new(sd_event *e, Manager **ret);
@@ -58,7 +68,8 @@ Context *manager_holder_of(Manager *m, const PciDevice *d);
 Context *manager_find_context(Manager *m, const char *path);
 int manager_add_context(Manager *m, Context *c);
 void manager_remove_context(Manager *m, Context *c);
-/* Root only until polkit lands: AccessDenied otherwise. */
+/* Root only, AccessDenied otherwise. Methods that polkit can authorize
+ * use access_verify() (access.h) instead. */
 int manager_check_privileged(sd_bus_message *msg, const char *what, sd_bus_error *error);
 
 /* device-dbus.c */

@@ -18,6 +18,8 @@ const char *block_reason_to_string(BlockReason r) {
                 return "not bound to a vfio driver";
         case BLOCK_HELD_ELSEWHERE:
                 return "held by another context";
+        case BLOCK_POLICY:
+                return "excluded by policy";
         }
         return "unknown";
 }
@@ -80,4 +82,20 @@ int reset_check(Topology *t, const PciDevice *target, HolderOf holder_of, void *
 void reset_check_done(ResetCheck *c) {
         free(c->entries);
         *c = (ResetCheck) {};
+}
+
+int reset_check_apply_exclusions(ResetCheck *c, DeviceExcluded excluded, void *userdata) {
+        for (size_t i = 0; i < c->n_entries; i++) {
+                ResetCheckEntry *e = &c->entries[i];
+                if (e->reason == BLOCK_NO_RESET_MECHANISM)
+                        continue;
+                int r = excluded(e->device, userdata);
+                if (r < 0)
+                        return r;
+                if (r > 0) {
+                        e->reason = BLOCK_POLICY;
+                        c->possible = false;
+                }
+        }
+        return 0;
 }

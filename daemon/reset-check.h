@@ -13,6 +13,7 @@ typedef enum BlockReason {
         BLOCK_NO_DRIVER,          /* unbound: not in the dev_set */
         BLOCK_NOT_VFIO,           /* bound to a host driver */
         BLOCK_HELD_ELSEWHERE,     /* held by a context other than the target's holder */
+        BLOCK_POLICY,             /* the daemon's policy file excludes it */
 } BlockReason;
 
 typedef struct ResetCheckEntry {
@@ -36,6 +37,13 @@ typedef const void *(*HolderOf)(const PciDevice *d, void *userdata);
  * take the whole scope). holder_of may be NULL: nothing is held. */
 int reset_check(Topology *t, const PciDevice *target, HolderOf holder_of, void *userdata, ResetCheck *ret);
 void reset_check_done(ResetCheck *c);
+
+/* Marks the entries whose device excluded() says the policy excludes as
+ * BLOCK_POLICY (ahead of every reason but BLOCK_NO_RESET_MECHANISM: no
+ * rebinding fixes it) and the reset as impossible. Returns < 0 if excluded()
+ * does. */
+typedef int (*DeviceExcluded)(const PciDevice *d, void *userdata);
+int reset_check_apply_exclusions(ResetCheck *c, DeviceExcluded excluded, void *userdata);
 
 /* The reason in words, without the holder (the caller names it). */
 const char *block_reason_to_string(BlockReason r);

@@ -10,7 +10,11 @@ PACKAGES=(
     libsystemd-dev libudev-dev libjson-c-dev libinih-dev
     # run and test: a private system bus, busctl/dbus-send callers, polkit,
     # setpriv/unshare for unprivileged callers and private mounts
-    dbus dbus-daemon dbus-bin systemd polkitd python3 util-linux
+    dbus dbus-daemon dbus-bin systemd polkitd python3 python3-dbus util-linux
+    # udev tests: a fake sysfs with uevents (umockdev)
+    umockdev libumockdev-dev
+    # the VM tier: a real kernel under QEMU (TCG)
+    qemu-system-x86
 )
 
 missing=()

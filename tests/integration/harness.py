@@ -17,6 +17,16 @@ Environment:
   HOTRESETD_SOURCE_ROOT  the source tree (examples/, dbus/)
   HOTRESETD_TEST_TIMEOUT multiplies every timeout (slow machines, sanitizers)
   HOTRESETD_TEST_KEEP    keep the temporary directory (prints its path)
+
+Authorization (test_authorization.py): the bus can run a system-like
+deny-by-default policy with the project's dbus/org.hotresetd.Broker1.conf
+and polkit's own bus policy (SystemBusPolicy), the real polkitd can run on
+it (Polkitd: inside `unshare --mount`, with a directory holding the
+project's actions and the test's rules bind-mounted over polkit's), the
+daemon reads a policy file written by the test (Env.write_config; every
+daemon gets --config= of the test's own file, empty unless written, so the
+machine's /etc/hotresetd never leaks in), and callers run as other users
+(ensure_user + setpriv). Those need root, as CI runs the tests.
 """
 
 import copy
@@ -30,6 +40,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import textwrap
 import threading
 import time
 import unittest
@@ -153,6 +164,53 @@ PERMISSIVE_POLICY = '''
 '''
 
 
+# Deny by default, as Debian's /usr/share/dbus-1/system.conf: what may be
+# sent to a service is what its own bus policy file allows (root may
+# monitor, for the signal recorder).
+SYSTEM_POLICY = '''
+  <policy context="default">
+    <allow user="*"/>
+    <deny own="*"/>
+    <deny send_type="method_call"/>
+    <allow send_type="signal"/>
+    <allow send_requested_reply="true" send_type="method_return"/>
+    <allow send_requested_reply="true" send_type="error"/>
+    <allow receive_type="method_call"/>
+    <allow receive_type="method_return"/>
+    <allow receive_type="error"/>
+    <allow receive_type="signal"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Properties"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Peer"/>
+    <deny send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus" send_member="UpdateActivationEnvironment"/>
+    <deny send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Debug.Stats"/>
+    <deny send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.systemd1.Activator"/>
+  </policy>
+  <policy user="root">
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.systemd1.Activator"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Monitoring"/>
+  </policy>
+'''
+
+# polkit's own bus policy (it owns org.freedesktop.PolicyKit1 as the user
+# polkitd, to which polkitd drops when started as root).
+POLKIT_BUS_POLICY = '/usr/share/dbus-1/system.d/org.freedesktop.PolicyKit1.conf'
+
+
+def project_bus_policy():
+    return os.path.join(SOURCE_ROOT, 'dbus', 'org.hotresetd.Broker1.conf')
+
+
+def system_bus_kwargs():
+    """TestBus arguments for the system-like bus: deny by default, the
+    project's bus policy, polkit's."""
+    includes = [project_bus_policy()]
+    if os.path.exists(POLKIT_BUS_POLICY):
+        includes.append(POLKIT_BUS_POLICY)
+    return {'policy': SYSTEM_POLICY, 'includes': includes}
+
+
 class TestBus:
     """A private dbus-daemon with a system-type configuration.
 
@@ -237,10 +295,11 @@ class Daemon:
     """hotresetd --emulate=MACHINE, stdout and stderr in a log file, with a
     NOTIFY_SOCKET of our own to see READY=1."""
 
-    def __init__(self, env, machine_path, args=(), name='hotresetd'):
+    def __init__(self, env, machine_path, args=(), name='hotresetd', extra_env=None):
         self.env = env
         self.machine_path = machine_path
         self.args = list(args)
+        self.extra_env = dict(extra_env or {})
         self.log_path = os.path.join(env.tmpdir, name + '.log')
         self.notify_path = os.path.join(env.tmpdir, name + '.notify')
         self.proc = None
@@ -250,7 +309,10 @@ class Daemon:
         self.unique_name = None
 
     def command(self):
-        return [daemon_binary(), '--emulate=' + self.machine_path, '--log-level=debug'] + self.args
+        cmd = [daemon_binary(), '--emulate=' + self.machine_path, '--log-level=debug']
+        if not any(a.startswith('--config=') for a in self.args):
+            cmd.append('--config=' + self.env.ensure_config())
+        return cmd + self.args
 
     def start(self):
         self.notify_sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -258,6 +320,7 @@ class Daemon:
         self.notify_sock.setblocking(False)
         env = self.env.child_env()
         env['NOTIFY_SOCKET'] = self.notify_path
+        env.update(self.extra_env)
         logf = open(self.log_path, 'w')
         self.proc = subprocess.Popen(self.command(), stdout=logf, stderr=logf,
                                      stdin=subprocess.DEVNULL, env=env)
@@ -343,9 +406,191 @@ class Daemon:
                 raise AssertionError(f'daemon log does not contain {substring!r} within the timeout:\n{text}')
             time.sleep(0.05)
 
+    def reload(self):
+        """SIGHUP: the daemon reads its policy file again."""
+        self.proc.send_signal(signal.SIGHUP)
+
     def sanitizer_reports(self):
         text = self.log()
         return [m for m in SANITIZER_MARKERS if m in text]
+
+
+# ---------------------------------------------------------------------------
+# polkit
+
+
+POLKITD = '/usr/lib/polkit-1/polkitd'
+POLKIT_NAME = 'org.freedesktop.PolicyKit1'
+POLKIT_ACTIONS_DIR = '/usr/share/polkit-1/actions'
+POLKIT_RULES_DIRS = ('/etc/polkit-1/rules.d', '/usr/share/polkit-1/rules.d')
+
+
+def project_polkit_actions():
+    return os.path.join(SOURCE_ROOT, 'policy', 'org.hotresetd.policy')
+
+
+def polkit_missing():
+    """Why the real polkitd cannot run here, or None."""
+    if os.geteuid() != 0:
+        return 'needs root (unshare --mount, bind mounts, setpriv, test users)'
+    for tool in ('unshare', 'setpriv', 'mount'):
+        if not shutil.which(tool):
+            return f'{tool} is not installed (util-linux)'
+    if not os.access(POLKITD, os.X_OK):
+        return f'{POLKITD} is not installed (package polkitd)'
+    for d in (POLKIT_ACTIONS_DIR,) + POLKIT_RULES_DIRS:
+        if not os.path.isdir(d):
+            return f'{d} does not exist'
+    return None
+
+
+class Polkitd:
+    """The real polkitd on the test's bus, in a private mount namespace
+    where a directory of the test (the project's actions, and only them)
+    is bind-mounted over /usr/share/polkit-1/actions, and the test's rules
+    over /etc/polkit-1/rules.d (an empty directory over
+    /usr/share/polkit-1/rules.d, so the distribution's rules stay out).
+    polkitd drops to its own user; the directories are world-readable.
+
+    rules: {file name: JavaScript}; actions: extra {file name: XML}."""
+
+    def __init__(self, env, rules=None, actions=None):
+        self.env = env
+        self.root = os.path.join(env.tmpdir, 'polkit')
+        self.actions_dir = os.path.join(self.root, 'actions')
+        self.rules_dir = os.path.join(self.root, 'rules.d')
+        self.empty_dir = os.path.join(self.root, 'empty')
+        self.log_path = os.path.join(env.tmpdir, 'polkitd.log')
+        self.rules = dict(rules or {})
+        self.actions = dict(actions or {})
+        self.proc = None
+        self.paused = False
+
+    def _write(self, path, text):
+        with open(path, 'w') as f:
+            f.write(textwrap.dedent(text))
+        os.chmod(path, 0o644)
+
+    def start(self):
+        for d in (self.root, self.actions_dir, self.rules_dir, self.empty_dir):
+            os.makedirs(d, exist_ok=True)
+            os.chmod(d, 0o755)
+        shutil.copy(project_polkit_actions(), self.actions_dir)
+        os.chmod(os.path.join(self.actions_dir, os.path.basename(project_polkit_actions())), 0o644)
+        for name, text in self.actions.items():
+            self._write(os.path.join(self.actions_dir, name), text)
+        for name, text in self.rules.items():
+            self._write(os.path.join(self.rules_dir, name), text)
+        script = ('set -e; mount --make-rprivate /; '
+                  f'mount --bind "$1" {POLKIT_ACTIONS_DIR}; '
+                  f'mount --bind "$2" {POLKIT_RULES_DIRS[0]}; '
+                  f'mount --bind "$3" {POLKIT_RULES_DIRS[1]}; '
+                  f'exec {POLKITD}')
+        logf = open(self.log_path, 'w')
+        # unshare without --fork and sh's exec: the process is polkitd, so
+        # its pid is the one to stop, continue and kill.
+        self.proc = subprocess.Popen(['unshare', '--mount', '--', 'sh', '-c', script, 'polkitd',
+                                      self.actions_dir, self.rules_dir, self.empty_dir],
+                                     stdout=logf, stderr=logf, stdin=subprocess.DEVNULL,
+                                     env=self.env.child_env())
+        logf.close()
+        deadline = time.monotonic() + START_TIMEOUT
+        while not self.env.name_owner(POLKIT_NAME):
+            if self.proc.poll() is not None:
+                raise AssertionError(f'polkitd exited with {self.proc.returncode}:\n{self.log()}')
+            if time.monotonic() > deadline:
+                raise AssertionError(f'polkitd did not own {POLKIT_NAME} in time:\n{self.log()}')
+            time.sleep(0.05)
+
+    def pause(self):
+        """SIGSTOP: polkitd keeps its name but answers nothing."""
+        self.proc.send_signal(signal.SIGSTOP)
+        self.paused = True
+
+    def resume(self):
+        self.proc.send_signal(signal.SIGCONT)
+        self.paused = False
+
+    def stop(self):
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            if self.paused:
+                self.resume()
+            self.proc.terminate()
+            try:
+                self.proc.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        deadline = time.monotonic() + STOP_TIMEOUT
+        while self.env.bus and self.env.bus.proc.poll() is None and self.env.name_owner(POLKIT_NAME) \
+                and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def log(self):
+        try:
+            with open(self.log_path, errors='replace') as f:
+                return f.read()
+        except OSError:
+            return ''
+
+
+# ---------------------------------------------------------------------------
+# Users: callers that are not root
+
+
+def _run_quiet(cmd):
+    return subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                          timeout=60)
+
+
+def ensure_group(name):
+    """The gid of a system group, created if missing (idempotent)."""
+    import grp
+    for attempt in range(20):
+        try:
+            return grp.getgrnam(name).gr_gid
+        except KeyError:
+            pass
+        p = _run_quiet(['groupadd', '--system', name])
+        if p.returncode not in (0, 9):  # 9: exists (another test made it)
+            time.sleep(0.2)  # /etc/group locked by a concurrent useradd
+    raise AssertionError(f'cannot create group {name}')
+
+
+def ensure_user(name, groups=()):
+    """(uid, gid) of a system user without a home and a login shell,
+    created if missing, and a member of groups (supplementary, in
+    /etc/group: what polkit's subject.isInGroup() reads). Idempotent."""
+    import grp
+    import pwd
+    for g in groups:
+        ensure_group(g)
+    for attempt in range(20):
+        try:
+            pw = pwd.getpwnam(name)
+            break
+        except KeyError:
+            pass
+        p = _run_quiet(['useradd', '--system', '--no-create-home', '--home-dir', '/nonexistent',
+                        '--shell', '/usr/sbin/nologin', '--user-group', name])
+        if p.returncode not in (0, 9):
+            time.sleep(0.2)
+    else:
+        raise AssertionError(f'cannot create user {name}')
+    for g in groups:
+        if name not in grp.getgrnam(g).gr_mem:
+            p = _run_quiet(['usermod', '--append', '--groups', g, name])
+            if p.returncode != 0:
+                raise AssertionError(f'cannot add {name} to {g}: {p.stderr.decode(errors="replace")}')
+    return pw.pw_uid, pw.pw_gid
+
+
+def as_user(user, cmd):
+    """cmd run as user ((uid, gid)) with no supplementary groups."""
+    uid, gid = user
+    return ['setpriv', f'--reuid={uid}', f'--regid={gid}', '--clear-groups'] + list(cmd)
 
 
 # ---------------------------------------------------------------------------
@@ -553,6 +798,8 @@ class Env:
         self.recorder = None
         self.machine_path = os.path.join(self.tmpdir, 'machine', 'machine.json')
         os.makedirs(os.path.dirname(self.machine_path))
+        self.config_path = os.path.join(self.tmpdir, 'config', 'hotresetd.conf')
+        self.polkitd = None
 
     # --- setup
 
@@ -592,7 +839,37 @@ class Env:
             os.fsync(f.fileno())
         os.rename(tmp, path)
 
-    def start_daemon(self, machine, args=(), wait=True, name='hotresetd'):
+    def ensure_config(self):
+        """The daemon's policy file (empty unless a test wrote one)."""
+        if not os.path.exists(self.config_path):
+            self.write_config('')
+        return self.config_path
+
+    def write_config(self, text, name=None):
+        """Writes the daemon's policy file, or with name a drop-in
+        (hotresetd.conf.d/NAME). Returns the path. Reload with
+        daemon.reload() or Manager.Reload()."""
+        path = self.config_path if name is None else os.path.join(self.config_path + '.d', name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = path + '.tmp'
+        with open(tmp, 'w') as f:
+            f.write(textwrap.dedent(text))
+        os.rename(tmp, path)
+        return path
+
+    def allow_other_users(self):
+        """Lets other uids reach the bus socket and polkitd read its
+        directories (mkdtemp makes the temporary directory 0700)."""
+        os.chmod(self.tmpdir, 0o755)
+
+    def start_polkitd(self, rules=None, actions=None):
+        """The real polkitd on this bus; see Polkitd."""
+        self.allow_other_users()
+        self.polkitd = Polkitd(self, rules=rules, actions=actions)
+        self.polkitd.start()
+        return self.polkitd
+
+    def start_daemon(self, machine, args=(), wait=True, name='hotresetd', extra_env=None):
         """machine: an example file name ('workstation.json'), a dict or JSON
         text. The machine is written to the temp dir (so tests can rewrite it)
         and the daemon started on it."""
@@ -600,7 +877,7 @@ class Env:
                 and not machine.lstrip().startswith('{'):
             machine = load_example(machine)
         self.write_machine(machine)
-        d = Daemon(self, self.machine_path, args=args, name=name)
+        d = Daemon(self, self.machine_path, args=args, name=name, extra_env=extra_env)
         self.daemons.append(d)
         self.daemon = d
         d.start()
@@ -626,6 +903,20 @@ class Env:
         if check and p.returncode != 0:
             raise CallError(f'{" ".join(cmd[:12])} failed ({p.returncode}): {p.stderr.decode(errors="replace")}')
         return p
+
+    def busctl_as(self, user, *args, interactive=False, timeout=None):
+        """busctl --system ARGS as user ((uid, gid), or None for root), with
+        ALLOW_INTERACTIVE_AUTHORIZATION on or off (busctl's default is on);
+        returns the CompletedProcess."""
+        cmd = ['busctl', '--system', '--json=short', f'--timeout={int(CALL_TIMEOUT)}',
+               f'--allow-interactive-authorization={"yes" if interactive else "no"}', '--'] + [str(a) for a in args]
+        if user is not None:
+            cmd = as_user(user, cmd)
+        try:
+            return subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self.child_env(),
+                                  timeout=timeout or CALL_TIMEOUT + 10, stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            raise CallError(f'busctl timed out: {cmd[:16]}')
 
     def name_owner(self, name):
         p = self.busctl('call', 'org.freedesktop.DBus', '/org/freedesktop/DBus', 'org.freedesktop.DBus',
@@ -706,12 +997,15 @@ class Env:
         _, data = self.call(path, INTROSPECT_IFACE, 'Introspect')
         return data[0]
 
-    def dbus_send_error(self, path, interface, method, signature='', *args):
-        """Calls with dbus-send, which prints the error name; returns
-        DBusError, or None when the call succeeded."""
+    def dbus_send_error(self, path, interface, method, signature='', *args, user=None):
+        """Calls with dbus-send, which prints the error name (and never sets
+        ALLOW_INTERACTIVE_AUTHORIZATION); returns DBusError, or None when
+        the call succeeded. user: (uid, gid) to call as, None for root."""
         cmd = ['dbus-send', '--system', '--print-reply', f'--reply-timeout={int(CALL_TIMEOUT * 1000)}',
                '--dest=' + BUS_NAME, path, f'{interface}.{method}']
         cmd += [_dbus_send_arg(s, a) for s, a in zip(split_signature(signature), args)]
+        if user is not None:
+            cmd = as_user(user, cmd)
         p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self.child_env(),
                            timeout=CALL_TIMEOUT + 10, stdin=subprocess.DEVNULL)
         if p.returncode == 0:
@@ -779,12 +1073,17 @@ class Env:
             if reports:
                 problems.append(f'sanitizer reports in the daemon log: {", ".join(reports)}')
             d.close()
+        if self.polkitd:
+            self.polkitd.stop()
         if self.bus:
             self.bus.stop()
         if failed or problems:
             for d in self.daemons:
                 log(f'----- {os.path.basename(d.log_path)} ({" ".join(d.command())}) -----')
                 log(d.log().rstrip())
+            if self.polkitd:
+                log('----- polkitd log -----')
+                log(self.polkitd.log().rstrip())
             if self.bus:
                 log('----- dbus-daemon log -----')
                 log(self.bus.log().rstrip())
@@ -807,14 +1106,31 @@ class HotresetdTestCase(unittest.TestCase):
 
     MACHINE = 'workstation.json'
     DAEMON_ARGS = ()
+    DAEMON_ENV = {}
+    # The daemon's policy file (hotresetd.conf), None for an empty one.
+    CONFIG = None
+    # The system-like bus policy (system_bus_kwargs) instead of the
+    # permissive one; implied by POLKIT.
+    SYSTEM_BUS = False
+    # Start the real polkitd with these rules ({name: JavaScript}); None:
+    # no polkitd (callers other than root then get "authorization service
+    # unavailable").
+    POLKIT_RULES = None
     maxDiff = None
 
     def setUp(self):
         self.env = Env(self.id().split('.', 1)[-1])
         try:
-            self.env.start_bus()
+            if self.POLKIT_RULES is not None or self.SYSTEM_BUS:
+                self.env.start_bus(**system_bus_kwargs())
+            else:
+                self.env.start_bus()
+            if self.POLKIT_RULES is not None:
+                self.env.start_polkitd(rules=self.POLKIT_RULES)
+            if self.CONFIG is not None:
+                self.env.write_config(self.CONFIG)
             if self.MACHINE is not None:
-                self.env.start_daemon(self.MACHINE, args=self.DAEMON_ARGS)
+                self.env.start_daemon(self.MACHINE, args=self.DAEMON_ARGS, extra_env=self.DAEMON_ENV)
         except BaseException:
             self.env.close(failed=True)
             raise

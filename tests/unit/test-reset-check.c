@@ -99,6 +99,8 @@ static const char *reason_name(BlockReason r) {
                 return "not-vfio";
         case BLOCK_HELD_ELSEWHERE:
                 return "held";
+        case BLOCK_POLICY:
+                return "policy";
         }
         return "?";
 }
@@ -202,6 +204,7 @@ TEST(test_driver_is_vfio) {
 TEST(test_reason_strings) {
         static const BlockReason blocking[] = {
                 BLOCK_NO_RESET_MECHANISM, BLOCK_BRIDGE_IN_SCOPE, BLOCK_NO_DRIVER, BLOCK_NOT_VFIO, BLOCK_HELD_ELSEWHERE,
+                BLOCK_POLICY,
         };
 
         ASSERT_STR_EQ(block_reason_to_string(BLOCK_NONE), "");
@@ -514,6 +517,63 @@ TEST(test_holder_callback) {
         reset_check_done(&c);
 }
 
+/* The policy's exclusions: ahead of every reason but no reset mechanism. */
+static int exclude_function_1(const PciDevice *d, void *userdata) {
+        unsigned *calls = userdata;
+        (*calls)++;
+        return d->info.address.function == 1;
+}
+
+static int exclude_fails(const PciDevice *d, void *userdata) {
+        return -ENOMEM;
+}
+
+TEST(test_exclusions) {
+        _cleanup_(topology_freep) Topology *t = new_multifunction("vfio-pci", "snd_hda_intel");
+        ResetCheck c = {};
+        unsigned calls = 0;
+
+        put_endpoint(t, "0000:00:1f.1", "vfio-pci", 3); /* on the root bus */
+
+        ASSERT_INT_EQ(reset_check(t, get(t, "0000:01:00.0"), NULL, NULL, &c), 0);
+        ASSERT_INT_EQ(c.entries[1].reason, BLOCK_NOT_VFIO);
+        ASSERT_INT_EQ(reset_check_apply_exclusions(&c, exclude_function_1, &calls), 0);
+        ASSERT_INT_EQ(calls, 2);
+        ASSERT_TRUE(!c.possible);
+        ASSERT_INT_EQ(c.entries[0].reason, BLOCK_NONE);
+        ASSERT_INT_EQ(c.entries[1].reason, BLOCK_POLICY); /* not "bound to snd_hda_intel" */
+        ASSERT_STR_EQ(block_reason_to_string(BLOCK_POLICY), "excluded by policy");
+        reset_check_done(&c);
+
+        /* Nothing excluded: the verdict stands. */
+        _cleanup_(topology_freep) Topology *ok = new_multifunction("vfio-pci", "vfio-pci");
+        ASSERT_INT_EQ(reset_check(ok, get(ok, "0000:01:00.1"), NULL, NULL, &c), 0);
+        ASSERT_TRUE(c.possible);
+        calls = 0;
+        put_endpoint(ok, "0000:01:00.2", "vfio-pci", 14);
+        reset_check_done(&c);
+        ASSERT_INT_EQ(reset_check(ok, get(ok, "0000:01:00.0"), NULL, NULL, &c), 0);
+        ASSERT_INT_EQ(reset_check_apply_exclusions(&c, exclude_function_1, &calls), 0);
+        ASSERT_INT_EQ(calls, 3);
+        ASSERT_TRUE(!c.possible);
+        ASSERT_INT_EQ(c.entries[1].reason, BLOCK_POLICY);
+        ASSERT_INT_EQ(c.entries[2].reason, BLOCK_NONE);
+        reset_check_done(&c);
+
+        /* No reset mechanism stays what it is. */
+        ASSERT_INT_EQ(reset_check(t, get(t, "0000:00:1f.1"), NULL, NULL, &c), 0);
+        calls = 0;
+        ASSERT_INT_EQ(reset_check_apply_exclusions(&c, exclude_function_1, &calls), 0);
+        ASSERT_INT_EQ(calls, 0);
+        ASSERT_INT_EQ(c.entries[0].reason, BLOCK_NO_RESET_MECHANISM);
+        reset_check_done(&c);
+
+        /* Errors are passed on. */
+        ASSERT_INT_EQ(reset_check(t, get(t, "0000:01:00.0"), NULL, NULL, &c), 0);
+        ASSERT_INT_EQ(reset_check_apply_exclusions(&c, exclude_fails, NULL), -ENOMEM);
+        reset_check_done(&c);
+}
+
 int main(void) {
         RUN(test_driver_is_vfio);
         RUN(test_reason_strings);
@@ -531,5 +591,6 @@ int main(void) {
         RUN(test_removed_sibling);
         RUN(test_slot_scope);
         RUN(test_holder_callback);
+        RUN(test_exclusions);
         return 0;
 }
