@@ -23,7 +23,10 @@ PORT0 = '0000:02:00.0'
 NVME = '0000:09:00.0'
 LONE = '0000:0a:00.0'
 
-DELAY_MS = 1500
+# Every emulated hot reset of the slow classes takes this long: long enough
+# that a machine file rewrite made when PrepareForHotReset arrives lands in
+# the middle of the reset even on a loaded machine under sanitizers.
+DELAY_MS = 3000
 
 
 def without(machine, *addresses):
@@ -254,7 +257,7 @@ class SlowLifetimeTests:
         d = self.client('next')
         ctx2 = d.create_context()
         d.attach(ctx2, LONE)
-        self.assertEqual(d.call(ctx2, CONTEXT_IFACE, 'HotReset', 's', LONE), [[LONE]])
+        self.assertEqual(self.ctx_devices(ctx2), [LONE])
 
     def test_manager_hot_reset_caller_killed(self):
         # The private context of Manager.HotReset goes whatever happens to
@@ -272,7 +275,10 @@ class SlowLifetimeTests:
         self.assertNoContexts()
         self.assertEqual(self.holder(FN0), '/')
         self.assertFdCount(baseline, 'after the Manager.HotReset caller was killed')
-        self.assertEqual(self.busctl_call(ROOT_PATH, MANAGER_IFACE, 'HotReset', 'sa{sv}', FN0, 0), [[FN0, FN1]])
+        d = self.client('next')
+        ctx2 = d.create_context()
+        d.attach(ctx2, FN0)
+        self.assertEqual(self.ctx_devices(ctx2), [FN0])
 
     def test_release_mid_reset(self):
         rec, _ = self.record()
