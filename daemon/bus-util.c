@@ -1,5 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
 
 #include "bus-util.h"
 #include "util.h"
@@ -92,4 +95,18 @@ int bus_error_not_in_dev_set(sd_bus_error *error, const PciDeviceInfo *d, const 
                                          "vfio-pci.",
                                          addr, target, d->driver ? "bound to " : "", d->driver ?: "unbound");
         return 0;
+}
+
+int bus_error_kernel(sd_bus_error *error, int err, const char *fmt, ...) {
+        _cleanup_free_ char *message = NULL;
+        va_list ap;
+
+        err = abs(err);
+        va_start(ap, fmt);
+        if (vasprintf(&message, fmt, ap) < 0)
+                message = NULL;
+        va_end(ap);
+        (void) sd_bus_error_set(error, err == ENOMEM ? SD_BUS_ERROR_NO_MEMORY : SD_BUS_ERROR_FAILED,
+                                message ?: "A kernel call failed.");
+        return -err;
 }

@@ -41,3 +41,9 @@ int bus_read_options(sd_bus_message *msg, const OptionSpec *specs, size_t n_spec
 /* NotInDevSet naming why d keeps target out of a hot reset (a bridge in the
  * scope, no driver, a host driver); 0 when d is in the vfio dev_set. */
 int bus_error_not_in_dev_set(sd_bus_error *error, const PciDeviceInfo *d, const char *target);
+
+/* A kernel call failed for a reason the daemon has no better name for.
+ * sd_bus_error_set_errnof() would turn EINVAL into InvalidArgs and EPERM
+ * into AccessDenied, blaming the caller for the kernel's answer; this says
+ * org.freedesktop.DBus.Error.Failed (NoMemory for ENOMEM). Returns -err. */
+int bus_error_kernel(sd_bus_error *error, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

@@ -98,6 +98,7 @@ static int method_attach_device(sd_bus_message *msg, void *userdata, sd_bus_erro
 static int method_detach_device(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         Context *c = userdata;
         const char *address;
+        ContextDevice *d;
         PciAddress a;
         int r;
 
@@ -107,9 +108,11 @@ static int method_detach_device(sd_bus_message *msg, void *userdata, sd_bus_erro
         r = check_caller(c, msg, "detach devices", error);
         if (r < 0)
                 return r;
-        r = bus_parse_address(address, &a, error);
+        /* NoSuchDevice / NotAttached, as every other Context method. */
+        r = find_attached(c, address, &d, error);
         if (r < 0)
                 return r;
+        a = d->address;
         r = context_detach(c, &a, error);
         if (r < 0)
                 return r;
@@ -186,7 +189,7 @@ static int method_get_hot_reset_info(sd_bus_message *msg, void *userdata, sd_bus
                                          "VFIO_DEVICE_BIND_IOMMUFD.",
                                          address);
         if (r < 0)
-                return sd_bus_error_set_errnof(error, -r, "Failed to get the hot reset info of %s: %s", address,
+                return bus_error_kernel(error, -r, "Failed to get the hot reset info of %s: %s", address,
                                                strerror(-r));
 
         r = sd_bus_message_new_method_return(msg, &reply);
@@ -271,7 +274,7 @@ int context_submit_hot_reset(Context *c, sd_bus_message *msg, ContextDevice *d, 
                                          "reset its slot or bus.",
                                          target);
         if (r < 0)
-                return sd_bus_error_set_errnof(error, -r, "Failed to get the hot reset info of %s: %s", target,
+                return bus_error_kernel(error, -r, "Failed to get the hot reset info of %s: %s", target,
                                                strerror(-r));
 
         group_fds = calloc(n ? n : 1, sizeof(int));
@@ -354,7 +357,7 @@ static int method_reset_device(sd_bus_message *msg, void *userdata, sd_bus_error
         struct hr_vfio_device_info info = { .argsz = sizeof info };
         r = backend_ioctl(b, d->fd, HR_VFIO_DEVICE_GET_INFO, &info);
         if (r < 0)
-                return sd_bus_error_set_errnof(error, -r, "Failed to query %s: %s", address, strerror(-r));
+                return bus_error_kernel(error, -r, "Failed to query %s: %s", address, strerror(-r));
         if (!(info.flags & HR_VFIO_DEVICE_FLAGS_RESET))
                 return sd_bus_error_setf(error, BUS_ERROR_NO_RESET_MECHANISM,
                                          "%s has no function-level reset (no flr, pm or device-specific reset method); "
@@ -367,7 +370,7 @@ static int method_reset_device(sd_bus_message *msg, void *userdata, sd_bus_error
                 return sd_bus_error_setf(error, BUS_ERROR_NO_RESET_MECHANISM, "%s: the kernel has no reset for it.",
                                          address);
         if (r < 0)
-                return sd_bus_error_set_errnof(error, -r, "Function reset of %s failed: %s", address, strerror(-r));
+                return bus_error_kernel(error, -r, "Function reset of %s failed: %s", address, strerror(-r));
         log_info("%s: function-level reset of %s done.", c->path, address);
         return sd_bus_reply_method_return(msg, NULL);
 }

@@ -47,7 +47,7 @@ int context_new(Manager *m, const char *owner, uid_t uid, bool persistent, const
         if (b->cdev) {
                 c->iommufd = backend_open(b, "/dev/iommu", O_RDWR | O_CLOEXEC);
                 if (c->iommufd < 0) {
-                        r = sd_bus_error_set_errnof(error, -c->iommufd, "Failed to open /dev/iommu: %s",
+                        r = bus_error_kernel(error, -c->iommufd, "Failed to open /dev/iommu: %s",
                                                     strerror(-c->iommufd));
                         c->iommufd = -1;
                         goto fail;
@@ -55,14 +55,14 @@ int context_new(Manager *m, const char *owner, uid_t uid, bool persistent, const
                 struct hr_iommu_ioas_alloc alloc = { .size = sizeof alloc };
                 r = backend_ioctl(b, c->iommufd, HR_IOMMU_IOAS_ALLOC, &alloc);
                 if (r < 0) {
-                        r = sd_bus_error_set_errnof(error, -r, "Failed to allocate an IOAS: %s", strerror(-r));
+                        r = bus_error_kernel(error, -r, "Failed to allocate an IOAS: %s", strerror(-r));
                         goto fail;
                 }
                 c->ioas_id = alloc.out_ioas_id;
         } else {
                 c->container = backend_open(b, "/dev/vfio/vfio", O_RDWR | O_CLOEXEC);
                 if (c->container < 0) {
-                        r = sd_bus_error_set_errnof(error, -c->container, "Failed to open /dev/vfio/vfio: %s",
+                        r = bus_error_kernel(error, -c->container, "Failed to open /dev/vfio/vfio: %s",
                                                     strerror(-c->container));
                         c->container = -1;
                         goto fail;
@@ -249,7 +249,7 @@ static int kernel_error(sd_bus_error *error, int r, const char *addr, const char
                 return sd_bus_error_setf(error, BUS_ERROR_NO_SUCH_DEVICE, "%s: %s failed: the device went away.",
                                          addr, op);
         default:
-                return sd_bus_error_set_errnof(error, -r, "%s: %s failed: %s", addr, op, strerror(-r));
+                return bus_error_kernel(error, -r, "%s: %s failed: %s", addr, op, strerror(-r));
         }
 }
 
@@ -307,7 +307,7 @@ static int context_open_group(Context *c, int group, sd_bus_error *error) {
         snprintf(path, sizeof path, "/dev/vfio/%d", group);
         int fd = backend_open(b, path, O_RDWR | O_CLOEXEC);
         if (fd < 0)
-                return sd_bus_error_set_errnof(error, -fd, "Failed to open %s: %s", path, strerror(-fd));
+                return bus_error_kernel(error, -fd, "Failed to open %s: %s", path, strerror(-fd));
 
         struct hr_vfio_group_status st = { .argsz = sizeof st };
         r = backend_ioctl(b, fd, HR_VFIO_GROUP_GET_STATUS, &st);
@@ -316,18 +316,18 @@ static int context_open_group(Context *c, int group, sd_bus_error *error) {
                                       "IOMMU group %d is not viable: a device in it is bound to a host driver.",
                                       group);
         else if (r < 0)
-                r = sd_bus_error_set_errnof(error, -r, "Failed to query IOMMU group %d: %s", group, strerror(-r));
+                r = bus_error_kernel(error, -r, "Failed to query IOMMU group %d: %s", group, strerror(-r));
         else {
                 int container = c->container;
                 r = backend_ioctl(b, fd, HR_VFIO_GROUP_SET_CONTAINER, &container);
                 if (r < 0)
-                        r = sd_bus_error_set_errnof(error, -r, "Failed to add IOMMU group %d to the container: %s",
+                        r = bus_error_kernel(error, -r, "Failed to add IOMMU group %d to the container: %s",
                                                     group, strerror(-r));
         }
         if (r >= 0 && !c->iommu_set) {
                 r = backend_ioctl(b, c->container, HR_VFIO_SET_IOMMU, (void *) (uintptr_t) HR_VFIO_TYPE1v2_IOMMU);
                 if (r < 0)
-                        r = sd_bus_error_set_errnof(error, -r, "Failed to set the container's IOMMU type: %s",
+                        r = bus_error_kernel(error, -r, "Failed to set the container's IOMMU type: %s",
                                                     strerror(-r));
                 else
                         c->iommu_set = true;

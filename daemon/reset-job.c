@@ -141,7 +141,7 @@ static void job_reply_error(ResetJob *j, const char *addr, sd_bus_error *error) 
                                   addr);
                 break;
         default:
-                sd_bus_error_set_errnof(error, r, "Hot reset of %s failed: %s", addr, strerror(r));
+                bus_error_kernel(error, r, "Hot reset of %s failed: %s", addr, strerror(r));
         }
 }
 
