@@ -204,6 +204,23 @@ PY
 heading "Can the GPU be hot-reset now?"
 show_check
 
+CTL=build/client/hotresetctl
+heading "Lease the GPU and reset it (hotresetctl acquire / hot-reset-info / reset)"
+echo "A lease is a context holding an iommufd with the devices bound to it; a"
+echo "persistent one outlives hotresetctl's connection (release it by number)."
+run "$CTL" acquire --description="demo lease" 01:00.0 01:00.1
+CONTEXT=$(busctl --system --json=short call "$BUS_NAME" "$ROOT" org.freedesktop.DBus.ObjectManager \
+    GetManagedObjects | python3 -c 'import json,sys; d=json.load(sys.stdin)["data"][0]; print(sorted(p for p in d if "/context/" in p)[-1].rsplit("/",1)[1])')
+run "$CTL" hot-reset-info --context="$CONTEXT" 01:00.0
+run "$CTL" check 01:00.0
+run "$CTL" reset --context="$CONTEXT" 01:00.0
+run "$CTL" release "$CONTEXT"
+
+heading "Reset a device nobody holds (Manager.HotReset)"
+run "$CTL" reset 02:00.0
+echo "The NIC's virtual function shares its bus with the physical function on ixgbe:"
+run "$CTL" reset 03:10.0 || true
+
 heading "Stop"
 kill -TERM "$DAEMON_PID"
 status=0
