@@ -139,26 +139,29 @@ static int read_answer(AuthQuery *q, sd_bus_message *reply) {
                 if (error_is_unknown_service(e)) {
                         log_warning("Cannot authorize %s for uid %u: polkit is not running (%s).", q->what,
                                     (unsigned) q->uid, e->message ?: e->name);
-                        return sd_bus_error_setf(&q->error, SD_BUS_ERROR_ACCESS_DENIED,
+                        (void) sd_bus_error_setf(&q->error, SD_BUS_ERROR_ACCESS_DENIED,
                                                  "Cannot authorize %s (polkit action %s): the authorization service "
                                                  "is unavailable (polkit is not running: %s). Root may still call; "
                                                  "start polkit (polkit.service) for everyone else.",
                                                  q->what, q->action, e->message ?: e->name);
+                        return 0;
                 }
                 if (sd_bus_error_has_names(e, SD_BUS_ERROR_NO_REPLY, SD_BUS_ERROR_TIMEOUT) &&
                     now >= q->started_usec + timeout - timeout / 10) {
                         log_warning("Cannot authorize %s for uid %u: polkit did not answer within %" PRIu64 " s.",
                                     q->what, (unsigned) q->uid, timeout / 1000000);
-                        return sd_bus_error_setf(&q->error, SD_BUS_ERROR_ACCESS_DENIED,
+                        (void) sd_bus_error_setf(&q->error, SD_BUS_ERROR_ACCESS_DENIED,
                                                  "Cannot authorize %s (polkit action %s): polkit did not answer "
                                                  "within %" PRIu64 " s; try again later.",
                                                  q->what, q->action, timeout / 1000000);
+                        return 0;
                 }
                 log_warning("Cannot authorize %s for uid %u: polkit failed: %s: %s", q->what, (unsigned) q->uid,
                             e->name, strempty(e->message));
-                return sd_bus_error_setf(&q->error, SD_BUS_ERROR_ACCESS_DENIED,
+                (void) sd_bus_error_setf(&q->error, SD_BUS_ERROR_ACCESS_DENIED,
                                          "Cannot authorize %s (polkit action %s): polkit failed: %s: %s", q->what,
                                          q->action, e->name, strempty(e->message));
+                return 0;
         }
 
         r = sd_bus_message_enter_container(reply, 'r', "bba{ss}");
@@ -175,11 +178,12 @@ static int read_answer(AuthQuery *q, sd_bus_message *reply) {
                            "interactive authorization.",
                            q->what, (unsigned) q->uid, q->action);
                 q->verdict = AUTH_FAILED;
-                return sd_bus_error_setf(&q->error, SD_BUS_ERROR_INTERACTIVE_AUTHORIZATION_REQUIRED,
+                (void) sd_bus_error_setf(&q->error, SD_BUS_ERROR_INTERACTIVE_AUTHORIZATION_REQUIRED,
                                          "Authentication is required for %s (polkit action %s): call again allowing "
                                          "interactive authorization (busctl does by default) from a session with a "
                                          "polkit agent, or ask an administrator for a polkit rule.",
                                          q->what, q->action);
+                return 0;
         } else {
                 log_notice("Refused %s to uid %u: polkit does not authorize %s.", q->what, (unsigned) q->uid,
                            q->action);
@@ -251,6 +255,8 @@ static int verdict_of(AuthQuery *q, sd_bus_error *error) {
                                          "50-hotresetd-vfio-group.rules.example).",
                                          q->what, q->action);
         case AUTH_FAILED:
+                if (!sd_bus_error_is_set(&q->error)) /* out of memory while recording it: still a no */
+                        return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED, "Cannot authorize %s.", q->what);
                 return sd_bus_error_set(error, q->error.name, q->error.message);
         case AUTH_PENDING:
         default:

@@ -108,16 +108,6 @@ void manager_on_backend_event(Backend *b, BackendAction action, const PciDeviceI
         manager_schedule_publish(m);
 }
 
-int manager_check_privileged(sd_bus_message *msg, const char *what, sd_bus_error *error) {
-        uid_t uid;
-        int r = access_caller_uid(msg, &uid);
-        if (r < 0 && r != -EPERM)
-                return r;
-        if (r < 0 || uid != 0)
-                return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED, "Only root may %s.", what);
-        return 0;
-}
-
 Context *manager_find_context(Manager *m, const char *path) {
         for (size_t i = 0; i < m->n_contexts; i++)
                 if (streq(m->contexts[i]->path, path))

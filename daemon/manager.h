@@ -68,9 +68,6 @@ Context *manager_holder_of(Manager *m, const PciDevice *d);
 Context *manager_find_context(Manager *m, const char *path);
 int manager_add_context(Manager *m, Context *c);
 void manager_remove_context(Manager *m, Context *c);
-/* Root only, AccessDenied otherwise. Methods that polkit can authorize
- * use access_verify() (access.h) instead. */
-int manager_check_privileged(sd_bus_message *msg, const char *what, sd_bus_error *error);
 
 /* device-dbus.c */
 #define DEVICE_PATH_MAX (sizeof(DEVICE_PATH_PREFIX "/pci_0000_00_00_0"))

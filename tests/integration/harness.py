@@ -631,7 +631,12 @@ class Recorder:
             try:
                 msg = json.loads(raw)
             except ValueError as e:
-                self.errors.append(f'{e}: {raw!r}')
+                # busctl writes in 4 KiB pieces: terminated at stop() in
+                # the middle of a long message (a GetManagedObjects reply),
+                # it leaves a last line without its newline. Only whole
+                # lines must parse.
+                if raw.endswith(b'\n'):
+                    self.errors.append(f'{e}: {raw!r}')
                 continue
             with self.cond:
                 self.all_count += 1

@@ -615,6 +615,19 @@ class PolkitStoppedTest(AuthTestCase):
         # polkitd answers again: so does the daemon.
         self.assertRegex(waiting.create_context(), r'/context/[0-9]+$')
 
+    def test_daemon_stops_while_asking(self):
+        """SIGTERM with a check pending: the daemon exits 0 at once (the
+        teardown also looks for sanitizer reports: nothing leaks)."""
+        waiting = self.client_as('hrd-yes')
+        self.env.polkitd.pause()
+        rid = waiting.start(ROOT_PATH, MANAGER_IFACE, 'CreateContext', 'a{sv}', {})
+        self.daemon.wait_log('Asked polkit whether')
+        t0 = time.monotonic()
+        self.assertEqual(self.daemon.stop(), 0, self.daemon.log())
+        self.assertLess(time.monotonic() - t0, 5 * harness.TIMEOUT_SCALE)
+        r = waiting.wait(rid, timeout=30)
+        self.assertFalse(r['ok'], r)
+
     def test_killed_while_asked(self):
         waiting = self.client_as('hrd-yes')
         self.env.polkitd.pause()

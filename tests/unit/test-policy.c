@@ -248,7 +248,8 @@ TEST(test_errors) {
                 const char *text;
                 const char *expected;
         } cases[] = {
-                { "[Limits]\nResetsPerDevicePerMinut=3\n", "main.conf:2: [Limits] ResetsPerDevicePerMinut: unknown key" },
+                { "[Limits]\nResetsPerDevicePerMinut=3\n",
+                  "main.conf:2: [Limits] ResetsPerDevicePerMinut: unknown key" },
                 { "[Limits]\nContextsPerUser=-1\n", "main.conf:2: [Limits] ContextsPerUser: '-1' is not a number" },
                 { "[Limits]\nContextsPerUser=1000001\n", "main.conf:2: [Limits] ContextsPerUser: '1000001'" },
                 { "[Limits]\nContextsPerUser=3x\n", "main.conf:2: [Limits] ContextsPerUser: '3x'" },
@@ -258,12 +259,14 @@ TEST(test_errors) {
                 { "[Manager]\nUnleased=yes\n", "main.conf:2: [Manager] Unleased: unknown key" },
                 { "[Device]\nAllowVendor=10de\n", "main.conf:2: [Device] AllowVendor: unknown section [Device]" },
                 { "AllowVendor=10de\n", "main.conf:1: [] AllowVendor: setting outside a section" },
-                { "[Devices]\nAllowVendor=10de 10dex\n", "main.conf:2: [Devices] AllowVendor: '10dex' is not a vendor" },
+                { "[Devices]\nAllowVendor=10de 10dex\n",
+                  "main.conf:2: [Devices] AllowVendor: '10dex' is not a vendor" },
                 { "[Devices]\nAllowVendor=10de:\n", "main.conf:2: [Devices] AllowVendor: '10de:'" },
                 { "[Devices]\nAllowVendor=12345\n", "main.conf:2: [Devices] AllowVendor: '12345'" },
                 { "[Devices]\nDenyClass=030\n", "main.conf:2: [Devices] DenyClass: '030' is not a class" },
                 { "[Devices]\nDenyClass=0x03000000\n", "main.conf:2: [Devices] DenyClass: '0x03000000'" },
-                { "[Devices]\nDenyAddress=01:00.0/\n", "main.conf:2: [Devices] DenyAddress: '01:00.0/' is not an address glob" },
+                { "[Devices]\nDenyAddress=01:00.0/\n",
+                  "main.conf:2: [Devices] DenyAddress: '01:00.0/' is not an address glob" },
                 { "[Devices]\nDenyAddress=0000:01:00.0:1\n", "main.conf:2: [Devices] DenyAddress: '0000:01:00.0:1'" },
                 { "[Devices]\nAllowSerial=x\n", "main.conf:2: [Devices] AllowSerial: unknown key" },
                 /* The first error is the one reported, syntax or key. */
