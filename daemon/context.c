@@ -306,6 +306,13 @@ static int context_open_group(Context *c, int group, sd_bus_error *error) {
 
         snprintf(path, sizeof path, "/dev/vfio/%d", group);
         int fd = backend_open(b, path, O_RDWR | O_CLOEXEC);
+        /* A legacy group opens once, and not while a cdev of it is bound:
+         * someone outside the daemon holds it. */
+        if (fd == -EBUSY)
+                return sd_bus_error_setf(error, BUS_ERROR_BUSY,
+                                         "IOMMU group %d is busy (%s: EBUSY): another process has it open, or one of "
+                                         "its devices is bound to an iommufd through its vfio cdev.",
+                                         group, path);
         if (fd < 0)
                 return bus_error_kernel(error, -fd, "Failed to open %s: %s", path, strerror(-fd));
 

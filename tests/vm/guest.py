@@ -18,6 +18,7 @@ import sys
 import time
 import traceback
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import hrvm  # noqa: E402
 
@@ -101,6 +102,7 @@ def main():
     with open(os.path.join(share, 'config.json')) as f:
         cfg = json.load(f)
     topo = hrvm.TOPOLOGIES[cfg['topology']]
+    os.environ.update(cfg.get('env', {}))
     os.makedirs(os.path.join(share, 'results'), exist_ok=True)
     hrvm.TIMEOUT_SCALE = float(cfg.get('timeout_scale', 1))
 

@@ -16,6 +16,8 @@ steps. Each step means the same thing in both worlds:
                         a new iommufd + IOAS (iommufd model) or container
   ('attach', C, A)      daemon Context.AttachDevice; probe cdev open + BIND +
                         ATTACH_PT, or group + SET_CONTAINER + GET_DEVICE_FD
+  ('attach-unbound', C, A)  iommufd model: daemon AttachDevice with
+                        Bind=false; probe opens the cdev without binding it
   ('info', C, A)        daemon Context.GetHotResetInfo; probe
                         VFIO_DEVICE_GET_PCI_HOT_RESET_INFO through C's file
   ('reset', C, A)       daemon Context.HotReset; probe VFIO_DEVICE_PCI_HOT_RESET
@@ -177,6 +179,15 @@ def multifunction_topology():
             ('reset', 'B', f1),
             ('release', 'B'),
         ]))
+    # A cdev attached unbound (for a VMM to bind): the kernel answers no
+    # ioctl before BIND (EINVAL), the daemon says Unsupported.
+    sc.append(Scenario('mf-attach-unbound-iommufd', 'iommufd', both, [
+        ('ctx', 'A'), ('attach-unbound', 'A', f0),
+        ('info', 'A', f0), ('reset', 'A', f0),
+        ('attach', 'A', f1),              # bound into A: fn0 stays unbound
+        ('info', 'A', f1),                # fn0 is not bound to A's iommufd
+        ('release', 'A'),
+    ]))
     # The legacy group and a cdev of it exclude each other (EBUSY). The
     # other side is a process outside both worlds, which the emulated
     # kernel cannot have, so these are not replayed.
@@ -360,6 +371,7 @@ class KernelWorld:
         self.pm = 'cdev' if model == 'iommufd' else 'group'
         self.facts = facts['devices']
         self.opened = {}      # context -> [addresses opened in it]
+        self.unbound = set()  # (context, address) opened without BIND
         self.n_tmp = 0
         self.transcript = []
         self.proc = subprocess.Popen([probe, '-'], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -429,17 +441,20 @@ class KernelWorld:
         if kind == 'ctx':
             self.use(st[1])
             self.opened.setdefault(st[1], [])
-        elif kind == 'attach':
+        elif kind in ('attach', 'attach-unbound'):
             c, a = st[1], st[2]
             self.use(c)
-            ans['open'] = self.op(f'open:{a}')
+            ans['open'] = self.op(f'{"open" if kind == "attach" else "open-unbound"}:{a}')
             if ans['open']['errno'] == 0:
                 self.opened.setdefault(c, []).append(a)
+                if kind == 'attach-unbound':
+                    self.unbound.add((c, a))
         elif kind in ('info', 'reset'):
             c, a = st[1], st[2]
             if a not in self.opened.get(c, []):
                 ans['not_attached'] = True
             else:
+                ans['unbound'] = (c, a) in self.unbound
                 self.use(c)
                 ans['info'] = self.op(f'info:{a}')
                 if kind == 'reset':
@@ -461,6 +476,7 @@ class KernelWorld:
         elif kind == 'release':
             ans['close'] = self.op(f'ctx-close:{st[1]}')
             self.opened.pop(st[1], None)
+            self.unbound = {x for x in self.unbound if x[0] != st[1]}
         else:
             raise ValueError(f'unknown step {st!r}')
         return ans
@@ -670,12 +686,15 @@ class DaemonWorld:
                 self.contexts[st[1]] = path
                 self.names[path] = st[1]
                 return {'ok': True}
-            if kind in ('attach', 'info', 'reset', 'release'):
+            if kind in ('attach', 'attach-unbound', 'info', 'reset', 'release'):
                 path = self.contexts.get(st[1])
                 if path is None:
                     return {'error': 'no-context'}
                 if kind == 'attach':
                     return {'devid': self.call(path, CONTEXT_IFACE, 'AttachDevice', 'sa{sv}', st[2], 0)[0]}
+                if kind == 'attach-unbound':
+                    return {'devid': self.call(path, CONTEXT_IFACE, 'AttachDevice', 'sa{sv}', st[2], 1,
+                                               'Bind', 'b', 'false')[0]}
                 if kind == 'info':
                     flags, devs = self.call(path, CONTEXT_IFACE, 'GetHotResetInfo', 's', st[2])
                     return {'flags': flags, 'devices': [list(x) for x in devs]}
@@ -788,7 +807,7 @@ class Comparison:
             if 'ok' not in d:
                 self.fail(where, 'the daemon refused', k, d)
             return
-        if kind == 'attach':
+        if kind in ('attach', 'attach-unbound'):
             c, a = st[1], st[2]
             o = k['open']
             if o['errno'] == 0:
@@ -817,7 +836,9 @@ class Comparison:
                 self.expect_error(where, k, d, {'NotAttached'})
                 return
             info = k['info']
-            if info['errno'] == 0:
+            if k.get('unbound') and info['errno'] == errno.EINVAL:
+                self.expect_error(where, k, d, {'Unsupported'})
+            elif info['errno'] == 0:
                 want = {'flags': info['flags'], 'devices': info['devices']}
                 got = {'flags': d.get('flags'), 'devices': d.get('devices')}
                 if got != want:
@@ -830,6 +851,9 @@ class Comparison:
         if kind == 'reset':
             if k.get('not_attached'):
                 self.expect_error(where, k, d, {'NotAttached'})
+                return
+            if k.get('unbound') and k['reset']['errno'] == errno.EINVAL:
+                self.expect_error(where, k, d, {'Unsupported'})
                 return
             self.compare_reset_result(where, k, d, k['info'], k['reset'], k['held'], st[1], st[2], external)
             return

@@ -34,6 +34,7 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, HERE)
 import hrvm  # noqa: E402
 
@@ -65,7 +66,7 @@ def find_kernel():
         return k, f'HOTRESETD_VM_KERNEL={k}'
     script = os.path.join(SOURCE_ROOT, 'tools', 'vm-kernel.sh')
     say(f'No HOTRESETD_VM_KERNEL: {script} builds the test kernel (or reuses its cached build).')
-    p = subprocess.run([script], stdout=subprocess.PIPE, universal_newlines=True, stdin=subprocess.DEVNULL)
+    p = subprocess.run(['bash', script], stdout=subprocess.PIPE, universal_newlines=True, stdin=subprocess.DEVNULL)
     if p.returncode == SKIP:
         skip('no test kernel: HOTRESETD_VM_KERNEL is not set and tools/vm-kernel.sh cannot build one here '
              '(its message is above)')
@@ -116,6 +117,8 @@ def boot(qemu, kernel, topo, tmp, only):
         'probe': os.path.abspath(os.environ['HOTRESETD_VFIO_PROBE']),
         'timeout_scale': hrvm.TIMEOUT_SCALE,
         'only': only,
+        # The sanitizers' settings of this run, for an ASan build in the guest.
+        'env': {k: v for k, v in os.environ.items() if k in ('ASAN_OPTIONS', 'UBSAN_OPTIONS', 'LSAN_OPTIONS')},
     }
     with open(os.path.join(share, 'config.json'), 'w') as f:
         json.dump(cfg, f, indent=1)
@@ -251,6 +254,8 @@ def main(argv):
     for var in ('HOTRESETD_BIN', 'HOTRESETD_VFIO_PROBE'):
         if not os.environ.get(var):
             fail(f'{var} is not set (run the tests with `meson test --suite vm`)')
+    if not os.access(os.path.join(HERE, 'guest-init.sh'), os.X_OK):
+        fail(f'{HERE}/guest-init.sh is not executable: the guest kernel runs it as init')
     # The guest sees the host's root, but with its own tmpfs on /tmp and /run.
     for what, path in (('HOTRESETD_BIN', os.environ['HOTRESETD_BIN']),
                        ('HOTRESETD_VFIO_PROBE', os.environ['HOTRESETD_VFIO_PROBE']), ('the source tree', HERE)):
