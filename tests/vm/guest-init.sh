@@ -14,6 +14,7 @@
 # Kernel command line parameters read here:
 #   hrvm.tag=TAG      9p mount tag of the results share (default hrvm)
 #   hrvm.python=PATH  the Python interpreter (default /usr/bin/python3)
+#   hrvm.keep=P,...   host paths below /tmp to keep visible (the tree under test)
 
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 HOME=/tmp
@@ -37,7 +38,27 @@ mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null # CONFIG_DEVTMPFS_MOUNT may have done it
 mount -t tmpfs -o mode=0755,size=64m tmpfs /run
+# The tree under test may live below the host's /tmp (a CI checkout): keep
+# the host's /tmp reachable before the guest's own tmpfs hides it, and bind
+# the paths named by hrvm.keep= back into place.
+mkdir -p /run/hrvm-host-tmp
+mount --bind /tmp /run/hrvm-host-tmp
 mount -t tmpfs -o mode=1777,size=256m tmpfs /tmp
+for arg in $(cat /proc/cmdline); do
+    case "$arg" in
+        hrvm.keep=*)
+            for p in $(echo "${arg#hrvm.keep=}" | tr ',' ' '); do
+                case "$p" in
+                    /tmp/*)
+                        mkdir -p "$p"
+                        mount --bind "/run/hrvm-host-tmp/${p#/tmp/}" "$p" ||
+                            echo "HOTRESETD-VM: cannot bind $p back" >/dev/console
+                        ;;
+                esac
+            done
+            ;;
+    esac
+done
 mkdir -p /dev/shm /dev/pts
 mount -t tmpfs -o mode=1777 tmpfs /dev/shm
 mount -t devpts devpts /dev/pts 2>/dev/null

@@ -78,13 +78,23 @@ def find_kernel():
     return path, f'{path} (tools/vm-kernel.sh)'
 
 
+def kept_paths():
+    """The tree under test and the build directory, where they sit below
+    /tmp: the guest mounts its own /tmp and binds these back (guest-init.sh)."""
+    paths = {os.path.realpath(SOURCE_ROOT), os.path.realpath(HERE)}
+    for var in ('HOTRESETD_BIN', 'HOTRESETD_VFIO_PROBE'):
+        if os.environ.get(var):
+            paths.add(os.path.dirname(os.path.realpath(os.environ[var])))
+    return sorted(p for p in paths if p.startswith('/tmp/'))
+
+
 def qemu_command(qemu, kernel, topo, share, console):
     init = os.path.join(HERE, 'guest-init.sh')
     append = ' '.join([
         'console=ttyS0', 'intel_iommu=on', 'panic=-1', 'root=hostroot', 'rootfstype=9p',
         'rootflags=trans=virtio,version=9p2000.L,msize=262144,cache=loose', 'ro', f'init={init}',
         'hrvm.tag=hrvm', f'hrvm.python={GUEST_PYTHON}',
-    ])
+    ] + ([f'hrvm.keep={",".join(kept_paths())}'] if kept_paths() else []))
     return [
         qemu, '-machine', 'q35', '-accel', 'tcg', '-cpu', 'max', '-m', '1G', '-smp', '2',
         '-nodefaults', '-no-user-config', '-display', 'none', '-monitor', 'none',
@@ -260,7 +270,8 @@ def main(argv):
     for what, path in (('HOTRESETD_BIN', os.environ['HOTRESETD_BIN']),
                        ('HOTRESETD_VFIO_PROBE', os.environ['HOTRESETD_VFIO_PROBE']), ('the source tree', HERE)):
         real = os.path.realpath(path)
-        if real.split('/')[1] in ('tmp', 'run', 'proc', 'sys', 'dev'):
+        # /tmp is bound back into the guest (kept_paths); the others are not.
+        if real.split('/')[1] in ('run', 'proc', 'sys', 'dev'):
             fail(f'{what} is {real}: the guest mounts its own /{real.split("/")[1]}, so it cannot see it; '
                  f'use a build directory elsewhere')
     opts = hrvm.daemon_options(os.environ['HOTRESETD_BIN'])
