@@ -116,29 +116,12 @@ static void kernel_apply(EmulatedBackend *s, BackendAction action, const PciDevi
 }
 
 static void emit(EmulatedBackend *s, BackendAction action, const PciDeviceInfo *info) {
-        char buf[PCI_ADDRESS_STRING_MAX];
-
         kernel_apply(s, action, info);
-
-        log_debug("Emulated kernel: %s %s%s%s%s%s", backend_action_to_string(action),
-                  pci_address_format(&info->address, buf), info->driver ? " driver=" : "", strempty(info->driver),
-                  info->cdev_path ? " cdev=" : "", strempty(info->cdev_path));
-        if (s->base.handler)
-                s->base.handler(&s->base, action, info, s->base.userdata);
-}
-
-/* What UNBIND and REMOVE carry: the device without its driver. A shallow
- * copy; it only lives during the handler call. */
-static PciDeviceInfo unbound(const PciDeviceInfo *d) {
-        PciDeviceInfo u = *d;
-
-        u.driver = NULL;
-        u.cdev_path = NULL;
-        return u;
+        backend_emit(&s->base, action, info);
 }
 
 static void device_unbind(EmulatedBackend *s, const PciDeviceInfo *o) {
-        PciDeviceInfo u = unbound(o);
+        PciDeviceInfo u = pci_device_info_unbound(o);
 
         cdev_release(s, o->cdev_path);
         emit(s, BACKEND_UNBIND, &u);
@@ -162,7 +145,7 @@ static int device_bind(EmulatedBackend *s, PciDeviceInfo *d, const PciDeviceInfo
 }
 
 static void device_remove(EmulatedBackend *s, const PciDeviceInfo *o) {
-        PciDeviceInfo u = unbound(o);
+        PciDeviceInfo u = pci_device_info_unbound(o);
 
         /* The driver's remove() runs before the device goes. */
         if (o->driver)
@@ -171,7 +154,7 @@ static void device_remove(EmulatedBackend *s, const PciDeviceInfo *o) {
 }
 
 static int device_add(EmulatedBackend *s, PciDeviceInfo *d) {
-        PciDeviceInfo u = unbound(d);
+        PciDeviceInfo u = pci_device_info_unbound(d);
 
         /* udev sees "add" before a driver probes the device. */
         emit(s, BACKEND_ADD, &u);

@@ -594,23 +594,7 @@ static int read_device(LinuxBackend *s, const char *syspath, PciDeviceInfo *ret)
 /* ---- Delivering events ---- */
 
 static void emit(LinuxBackend *s, BackendAction action, const PciDeviceInfo *info) {
-        char buf[PCI_ADDRESS_STRING_MAX];
-
-        log_debug("Linux backend: %s %s%s%s%s%s", backend_action_to_string(action),
-                  pci_address_format(&info->address, buf), info->driver ? " driver=" : "", strempty(info->driver),
-                  info->cdev_path ? " cdev=" : "", strempty(info->cdev_path));
-        if (s->base.handler)
-                s->base.handler(&s->base, action, info, s->base.userdata);
-}
-
-/* What UNBIND and REMOVE carry: the device without its driver (a shallow
- * copy, only valid during the handler call). */
-static PciDeviceInfo unbound(const PciDeviceInfo *d) {
-        PciDeviceInfo u = *d;
-
-        u.driver = NULL;
-        u.cdev_path = NULL;
-        return u;
+        backend_emit(&s->base, action, info);
 }
 
 static void deliver_remove(LinuxBackend *s, const PciAddress *a) {
@@ -619,7 +603,7 @@ static void deliver_remove(LinuxBackend *s, const PciAddress *a) {
 
         if (!o)
                 return;
-        u = unbound(o);
+        u = pci_device_info_unbound(o);
         /* The driver's remove() runs before the device goes. */
         if (o->driver)
                 emit(s, BACKEND_UNBIND, &u);
@@ -629,7 +613,7 @@ static void deliver_remove(LinuxBackend *s, const PciAddress *a) {
 
 /* Takes over *n. */
 static int deliver_add(LinuxBackend *s, PciDeviceInfo *n) {
-        PciDeviceInfo u = unbound(n);
+        PciDeviceInfo u = pci_device_info_unbound(n);
 
         /* udev sees "add" before a driver probes the device. */
         emit(s, BACKEND_ADD, &u);
@@ -657,7 +641,7 @@ static int deliver_update(LinuxBackend *s, PciDeviceInfo *n) {
 
         if (!streq_ptr(o->driver, n->driver)) {
                 if (o->driver) {
-                        PciDeviceInfo u = unbound(o);
+                        PciDeviceInfo u = pci_device_info_unbound(o);
                         emit(s, BACKEND_UNBIND, &u);
                 }
                 if (n->driver) {
@@ -719,7 +703,7 @@ static void handle_pci_uevent(LinuxBackend *s, const char *action, const char *s
                 if (o && o->driver) {
                         /* The kernel says the driver went, even if the
                          * device is bound again by now. */
-                        PciDeviceInfo u = unbound(o);
+                        PciDeviceInfo u = pci_device_info_unbound(o);
                         emit(s, BACKEND_UNBIND, &u);
                         o = table_find(s, &a);
                         free(o->driver);

@@ -57,6 +57,10 @@ struct Backend {
 };
 
 Backend *backend_free(Backend *b);
+
+/* Hands one event to the handler (and the debug log): what every backend
+ * calls, in the order documented at BackendEventHandler. */
+void backend_emit(Backend *b, BackendAction action, const PciDeviceInfo *info);
 static inline void backend_freep(Backend **b) {
         backend_free(*b);
 }

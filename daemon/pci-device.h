@@ -4,6 +4,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "pci-address.h"
@@ -29,6 +30,15 @@ typedef struct PciDeviceInfo {
 
 int pci_device_info_copy(PciDeviceInfo *dst, const PciDeviceInfo *src);
 void pci_device_info_done(PciDeviceInfo *i);
+
+/* What UNBIND and REMOVE events carry: d without its driver and cdev. A
+ * shallow copy that borrows d's strings: valid only while d is. */
+static inline PciDeviceInfo pci_device_info_unbound(const PciDeviceInfo *d) {
+        PciDeviceInfo u = *d;
+        u.driver = NULL;
+        u.cdev_path = NULL;
+        return u;
+}
 
 /* Same hardware: what udev would report as a remove + add when it differs. */
 bool pci_device_info_same_hardware(const PciDeviceInfo *a, const PciDeviceInfo *b);
