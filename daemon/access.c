@@ -96,6 +96,9 @@ int access_reload(Manager *m, sd_bus_error *error) {
         log_policy(m, "Reloaded");
         /* Exclusions change what CheckHotReset and HotResetPossible say. */
         manager_schedule_publish(m);
+        if (m->bus)
+                (void) sd_bus_emit_properties_changed(m->bus, BROKER_PATH, MANAGER_INTERFACE, "Limits",
+                                                      "UnleasedHotReset", NULL);
         return 0;
 }
 

@@ -35,6 +35,11 @@ static int check_caller(Context *c, sd_bus_message *msg, const char *what, sd_bu
         if ((sd_bus_creds_get_augmented_mask(creds) & SD_BUS_CREDS_EUID) == 0 &&
             (euid == 0 || (c->persistent && euid == c->owner_uid)))
                 return 0;
+        /* A persistent context outlives its creator's bus name: name the uid. */
+        if (c->persistent)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED,
+                                         "%s belongs to uid %u (persistent), not to you: you may not %s there.",
+                                         c->path, (unsigned) c->owner_uid, what);
         return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED, "%s belongs to %s (uid %u), not to you: you may "
                                  "not %s there.", c->path, c->owner, (unsigned) c->owner_uid, what);
 }

@@ -10,6 +10,7 @@
 #include "context.h"
 #include "log.h"
 #include "manager.h"
+#include "policy.h"
 #include "reset-job.h"
 #include "util.h"
 
@@ -393,12 +394,37 @@ static int property_get_device_count(sd_bus *bus, const char *path, const char *
         return sd_bus_message_append(reply, "u", (uint32_t) topology_size(m->topology));
 }
 
+/* The policy's limits by their policy file keys; 0 = no limit. */
+static int property_get_limits(sd_bus *bus, const char *path, const char *interface, const char *property,
+                               sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        int r;
+
+        r = sd_bus_message_open_container(reply, 'a', "{su}");
+        for (PolicyLimit l = 0; r >= 0 && l < _POLICY_LIMIT_MAX; l++)
+                r = sd_bus_message_append(reply, "{su}", policy_limit_to_string(l),
+                                          m->policy ? m->policy->limits[l] : 0u);
+        if (r < 0)
+                return r;
+        return sd_bus_message_close_container(reply);
+}
+
+static int property_get_unleased_hot_reset(sd_bus *bus, const char *path, const char *interface,
+                                           const char *property, sd_bus_message *reply, void *userdata,
+                                           sd_bus_error *error) {
+        Manager *m = userdata;
+        return sd_bus_message_append(reply, "b", m->policy ? m->policy->unleased_hot_reset : true);
+}
+
 static const sd_bus_vtable manager_vtable[] = {
         SD_BUS_VTABLE_START(0),
         SD_BUS_PROPERTY("Version", "s", property_get_version, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("Backend", "s", property_get_backend, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("Emulated", "b", property_get_emulated, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("DeviceCount", "u", property_get_device_count, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("Limits", "a{su}", property_get_limits, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("UnleasedHotReset", "b", property_get_unleased_hot_reset, 0,
+                        SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_METHOD_WITH_ARGS("ListDevices",
                                 SD_BUS_NO_ARGS,
                                 SD_BUS_RESULT("a(ssso)", devices),

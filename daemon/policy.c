@@ -21,6 +21,10 @@ static const char *const limit_keys[_POLICY_LIMIT_MAX] = {
         [POLICY_LIMIT_DEVICES_PER_CONTEXT] = "DevicesPerContext",
 };
 
+const char *policy_limit_to_string(PolicyLimit l) {
+        return (unsigned) l < _POLICY_LIMIT_MAX ? limit_keys[l] : NULL;
+}
+
 /* Large enough for any sane limit, small enough that arithmetic on it
  * never overflows. */
 #define LIMIT_MAX 1000000u

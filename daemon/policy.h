@@ -77,6 +77,9 @@ int policy_load(const char *path, bool missing_ok, Policy **ret, char **ret_erro
  * "excluded by policy: ". Returns < 0 only on allocation failure. */
 int policy_device_allowed(const Policy *p, const PciDeviceInfo *info, char **ret_reason);
 
+/* The policy file key of a limit ("ResetsPerDevicePerMinute", ...). */
+const char *policy_limit_to_string(PolicyLimit l);
+
 /* The reset burst per user that applies (the per-minute rate when unset). */
 unsigned policy_user_reset_burst(const Policy *p);
 

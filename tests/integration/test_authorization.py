@@ -927,6 +927,22 @@ class ReloadTest(AuthTestCase):
         self.assertRefused(self.manager_error(c, 'CreateContext', 'a{sv}', {}), ERR_RATE_LIMITED,
                            '50-fixed.conf:2')
 
+    def test_limits_property_follows_reloads(self):
+        limits = self.env.get_property(ROOT_PATH, MANAGER_IFACE, 'Limits')
+        self.assertEqual(limits, {'ResetsPerDevicePerMinute': 0, 'ResetsPerUserPerMinute': 0,
+                                  'ResetBurstPerUser': 0, 'ContextsPerUser': 0, 'DevicesPerContext': 0})
+        self.assertIs(self.env.get_property(ROOT_PATH, MANAGER_IFACE, 'UnleasedHotReset'), True)
+        rec, mark = self.record()
+        self.env.write_config('[Limits]\nContextsPerUser=2\nResetsPerDevicePerMinute=5\n'
+                              '[Manager]\nUnleasedHotReset=no\n')
+        self.client_as(None).call(ROOT_PATH, MANAGER_IFACE, 'Reload')
+        rec.wait_properties(ROOT_PATH, MANAGER_IFACE,
+                            {'Limits': lambda v: v.get('ContextsPerUser') == 2 and
+                             v.get('ResetsPerDevicePerMinute') == 5,
+                             'UnleasedHotReset': False}, since=mark)
+        self.assertEqual(self.env.get_property(ROOT_PATH, MANAGER_IFACE, 'Limits')['ContextsPerUser'], 2)
+        self.assertIs(self.env.get_property(ROOT_PATH, MANAGER_IFACE, 'UnleasedHotReset'), False)
+
 
 class StartupConfigTest(AuthTestCase):
     MACHINE = None
