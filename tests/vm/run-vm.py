@@ -286,6 +286,21 @@ def main(argv):
     tmp = hrvm.tempdir(f'hrvm-{topo.name}-')
     share, console, seconds, timed_out, rc = boot(qemu, kernel, topo, tmp, only)
     status = read(os.path.join(share, 'status')).strip()
+    # QEMU 7.2's TCG has been seen to die by SIGSEGV on the host in the
+    # middle of a run that was going fine (the guest's console just stops).
+    # That is the emulator's crash, not an answer of the kernel or the
+    # daemon: boot once more, from scratch, and say so. A second crash, or
+    # any guest failure, fails the test as usual.
+    if rc is not None and rc < 0 and not timed_out and not status:
+        say(f'boot: QEMU itself died by signal {-rc} after {seconds:.1f} s before the guest finished; '
+            f'kernel console up to then:')
+        print(read(console)[-4000:], flush=True)
+        say('boot: booting once more')
+        if not os.environ.get('HOTRESETD_VM_KEEP'):
+            hrvm.rmtree(tmp)
+        tmp = hrvm.tempdir(f'hrvm-{topo.name}-retry-')
+        share, console, seconds, timed_out, rc = boot(qemu, kernel, topo, tmp, only)
+        status = read(os.path.join(share, 'status')).strip()
     guest_log = read(os.path.join(share, 'guest.log'))
     say(f'boot: QEMU exited {rc} after {seconds:.1f} s; guest status {status or "(none)"}')
 
