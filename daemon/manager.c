@@ -144,9 +144,30 @@ Context *manager_holder_of(Manager *m, const PciDevice *d) {
         return NULL;
 }
 
+/* A new context for the caller of msg, registered and announced. */
+static int manager_create_context(Manager *m, sd_bus_message *msg, uid_t uid, bool persistent,
+                                  const char *description, Context **ret, sd_bus_error *error) {
+        Context *c;
+        int r;
+
+        r = context_new(m, sd_bus_message_get_sender(msg), uid, persistent, description, &c, error);
+        if (r < 0)
+                return r;
+        r = manager_add_context(m, c);
+        if (r < 0) {
+                c->released = true;
+                context_unref_busy(c);
+                return r;
+        }
+        log_info("Created %s for %s (uid %u)%s%s%s.", c->path, c->owner, (unsigned) uid,
+                 persistent ? ", persistent" : "", *c->description ? ": " : "", c->description);
+        (void) sd_bus_emit_object_added(m->bus, c->path);
+        *ret = c;
+        return 0;
+}
+
 static int method_create_context(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
-        _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
         const char *description = NULL;
         bool persistent = false;
         Context *c;
@@ -164,10 +185,7 @@ static int method_create_context(sd_bus_message *msg, void *userdata, sd_bus_err
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
                                          "Description is %zu bytes long; at most 256 are allowed.", strlen(description));
 
-        r = sd_bus_query_sender_creds(msg, SD_BUS_CREDS_EUID, &creds);
-        if (r < 0)
-                return r;
-        r = sd_bus_creds_get_euid(creds, &uid);
+        r = access_caller_uid(msg, &uid);
         if (r < 0)
                 return r;
         r = access_check_context_limit(m, uid, error);
@@ -179,18 +197,9 @@ static int method_create_context(sd_bus_message *msg, void *userdata, sd_bus_err
         if (r == 0)
                 return 1; /* polkit is asked; this call comes back */
 
-        r = context_new(m, sd_bus_message_get_sender(msg), uid, persistent, description, &c, error);
+        r = manager_create_context(m, msg, uid, persistent, description, &c, error);
         if (r < 0)
                 return r;
-        r = manager_add_context(m, c);
-        if (r < 0) {
-                c->released = true;
-                context_unref_busy(c);
-                return r;
-        }
-        log_info("Created %s for %s (uid %u)%s%s%s.", c->path, c->owner, (unsigned) uid,
-                 persistent ? ", persistent" : "", *c->description ? ": " : "", c->description);
-        (void) sd_bus_emit_object_added(m->bus, c->path);
         return sd_bus_reply_method_return(msg, "o", c->path);
 }
 
@@ -208,41 +217,24 @@ static int unleased_refusal(Manager *m, const PciDevice *target, const ResetChec
                 const ResetCheckEntry *e = &check->entries[i];
                 const PciDevice *d = e->device;
                 pci_address_format(&d->info.address, addr);
+                int r = bus_error_not_in_dev_set(error, &d->info, taddr);
+                if (r < 0)
+                        return r;
                 /* Unleased means nobody's: even the target's own holder
                  * must reset through its context. */
-                if (e->reason == BLOCK_NONE && e->holder) {
+                if (e->holder) {
                         _cleanup_free_ char *who = context_describe((Context *) e->holder);
                         return sd_bus_error_setf(error, BUS_ERROR_IN_USE,
                                                  "%s blocks an unleased hot reset of %s: it is held by %s; reset "
                                                  "through that context (Context.HotReset) instead.",
                                                  addr, taddr, strempty(who));
                 }
-                switch (e->reason) {
-                case BLOCK_BRIDGE_IN_SCOPE:
-                case BLOCK_NO_DRIVER:
-                case BLOCK_NOT_VFIO:
-                        return bus_error_not_in_dev_set(error, &d->info, taddr);
-                case BLOCK_HELD_ELSEWHERE: {
-                        _cleanup_free_ char *who = context_describe((Context *) e->holder);
-                        return sd_bus_error_setf(error, BUS_ERROR_IN_USE,
-                                                 "%s blocks a hot reset of %s: it is held by %s; reset through that "
-                                                 "context instead.",
-                                                 addr, taddr, strempty(who));
-                }
-                default:
-                        break;
-                }
         }
         return 0;
 }
 
-static const void *holder_of(const PciDevice *d, void *userdata) {
-        return manager_holder_of(userdata, d);
-}
-
 static int method_hot_reset(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
-        _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
         _cleanup_free_ char *description = NULL;
         const char *address;
         char taddr[PCI_ADDRESS_STRING_MAX];
@@ -269,7 +261,7 @@ static int method_hot_reset(sd_bus_message *msg, void *userdata, sd_bus_error *e
         if (r < 0)
                 return r;
 
-        r = reset_check(m->topology, target, holder_of, m, &check);
+        r = access_reset_check(m, target, &check);
         if (r < 0)
                 return r;
         r = unleased_refusal(m, target, &check, error);
@@ -288,27 +280,15 @@ static int method_hot_reset(sd_bus_message *msg, void *userdata, sd_bus_error *e
                 return r < 0 ? r : 1; /* 0: polkit is asked; this call comes back */
         }
 
-        r = sd_bus_query_sender_creds(msg, SD_BUS_CREDS_EUID, &creds);
-        if (r >= 0)
-                r = sd_bus_creds_get_euid(creds, &uid);
-        if (r >= 0 && asprintf(&description, "private context of Manager.HotReset(%s)", taddr) < 0) {
+        if (asprintf(&description, "private context of Manager.HotReset(%s)", taddr) < 0) {
                 description = NULL; /* undefined after a failed asprintf() */
                 r = -ENOMEM;
-        }
-        if (r >= 0)
-                r = context_new(m, sd_bus_message_get_sender(msg), uid, false, description, &c, error);
+        } else
+                r = manager_create_context(m, msg, uid, false, description, &c, error);
         if (r < 0) {
                 reset_check_done(&check);
                 return r;
         }
-        r = manager_add_context(m, c);
-        if (r < 0) {
-                c->released = true;
-                context_unref_busy(c);
-                reset_check_done(&check);
-                return r;
-        }
-        (void) sd_bus_emit_object_added(m->bus, c->path);
 
         /* Take the whole scope, then reset through the target's file. */
         for (size_t i = 0; r >= 0 && i < check.n_entries; i++) {
