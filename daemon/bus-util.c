@@ -94,6 +94,11 @@ int bus_error_not_in_dev_set(sd_bus_error *error, const PciDeviceInfo *d, const 
                                          "%s blocks a hot reset of %s: it is %s%s, not a vfio driver; bind it to "
                                          "vfio-pci.",
                                          addr, target, d->driver ? "bound to " : "", d->driver ?: "unbound");
+        if (d->iommu_group < 0)
+                return sd_bus_error_setf(error, BUS_ERROR_GROUP_NOT_VIABLE,
+                                         "%s blocks a hot reset of %s: it is in no IOMMU group, so no context can own "
+                                         "it; enable the IOMMU (intel_iommu=on / amd_iommu=on).",
+                                         addr, target);
         return 0;
 }
 

@@ -39,7 +39,8 @@ typedef struct OptionSpec {
 int bus_read_options(sd_bus_message *msg, const OptionSpec *specs, size_t n_specs, sd_bus_error *error);
 
 /* NotInDevSet naming why d keeps target out of a hot reset (a bridge in the
- * scope, no driver, a host driver); 0 when d is in the vfio dev_set. */
+ * scope, no driver, a host driver), GroupNotViable when it has no IOMMU
+ * group; 0 when d is in the vfio dev_set and can be owned. */
 int bus_error_not_in_dev_set(sd_bus_error *error, const PciDeviceInfo *d, const char *target);
 
 /* A kernel call failed for a reason the daemon has no better name for.

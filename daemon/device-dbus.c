@@ -164,6 +164,11 @@ static char *block_reason_text(Manager *m, const PciDevice *target, const ResetC
                 r = asprintf(&s, "not bound to a vfio driver: bound to %s (rebind %s to vfio-pci)",
                              e->device->info.driver, addr);
                 break;
+        case BLOCK_NO_IOMMU_GROUP:
+                r = asprintf(&s, "no IOMMU group: %s is on %s but in no IOMMU group, so no context can own it "
+                             "(enable the IOMMU: intel_iommu=on / amd_iommu=on)",
+                             addr, e->device->info.driver);
+                break;
         case BLOCK_HELD_ELSEWHERE: {
                 _cleanup_free_ char *who = context_describe((Context *) e->holder);
                 r = asprintf(&s, "held by %s", strempty(who));

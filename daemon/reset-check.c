@@ -16,6 +16,8 @@ const char *block_reason_to_string(BlockReason r) {
                 return "not bound to a vfio driver: no driver";
         case BLOCK_NOT_VFIO:
                 return "not bound to a vfio driver";
+        case BLOCK_NO_IOMMU_GROUP:
+                return "no IOMMU group";
         case BLOCK_HELD_ELSEWHERE:
                 return "held by another context";
         case BLOCK_POLICY:
@@ -31,6 +33,10 @@ static BlockReason entry_reason(const PciDevice *d, const void *holder, const vo
                 return BLOCK_NO_DRIVER;
         if (!driver_is_vfio(d->info.driver))
                 return BLOCK_NOT_VFIO;
+        /* The kernel lists such a device as NOT_OWNED (cdev) or fails the
+         * query (groups): nobody can open it, so nobody can own the scope. */
+        if (d->info.iommu_group < 0)
+                return BLOCK_NO_IOMMU_GROUP;
         if (holder && holder != target_holder)
                 return BLOCK_HELD_ELSEWHERE;
         return BLOCK_NONE;

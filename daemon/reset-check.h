@@ -12,6 +12,7 @@ typedef enum BlockReason {
         BLOCK_BRIDGE_IN_SCOPE,    /* bridges cannot join the vfio dev_set */
         BLOCK_NO_DRIVER,          /* unbound: not in the dev_set */
         BLOCK_NOT_VFIO,           /* bound to a host driver */
+        BLOCK_NO_IOMMU_GROUP,     /* on a vfio driver but in no IOMMU group: no owner can prove it */
         BLOCK_HELD_ELSEWHERE,     /* held by a context other than the target's holder */
         BLOCK_POLICY,             /* the daemon's policy file excludes it */
 } BlockReason;

@@ -97,6 +97,8 @@ static const char *reason_name(BlockReason r) {
                 return "no-driver";
         case BLOCK_NOT_VFIO:
                 return "not-vfio";
+        case BLOCK_NO_IOMMU_GROUP:
+                return "no-group";
         case BLOCK_HELD_ELSEWHERE:
                 return "held";
         case BLOCK_POLICY:
@@ -204,7 +206,7 @@ TEST(test_driver_is_vfio) {
 TEST(test_reason_strings) {
         static const BlockReason blocking[] = {
                 BLOCK_NO_RESET_MECHANISM, BLOCK_BRIDGE_IN_SCOPE, BLOCK_NO_DRIVER, BLOCK_NOT_VFIO, BLOCK_HELD_ELSEWHERE,
-                BLOCK_POLICY,
+                BLOCK_POLICY, BLOCK_NO_IOMMU_GROUP,
         };
 
         ASSERT_STR_EQ(block_reason_to_string(BLOCK_NONE), "");
@@ -245,6 +247,15 @@ TEST(test_sibling_on_pci_stub) {
          * both the cdev and the group model. */
         _cleanup_(topology_freep) Topology *t = new_multifunction("vfio-pci", "pci-stub");
         ASSERT_CHECK(t, "0000:01:00.0", "bus blocked: 0000:01:00.0=ok 0000:01:00.1=not-vfio");
+}
+
+TEST(test_sibling_without_group) {
+        /* vfio-pci bound but in no IOMMU group: nothing can own it, so the
+         * scope cannot be reset (the kernel reports it NOT_OWNED). */
+        _cleanup_(topology_freep) Topology *t = new_multifunction("vfio-pci", "vfio-pci");
+        put_endpoint(t, "0000:01:00.1", "vfio-pci", -1);
+        ASSERT_CHECK(t, "0000:01:00.0", "bus blocked: 0000:01:00.0=ok 0000:01:00.1=no-group");
+        ASSERT_CONTAINS(block_reason_to_string(BLOCK_NO_IOMMU_GROUP), "IOMMU group");
 }
 
 TEST(test_sibling_unbound) {
@@ -580,6 +591,7 @@ int main(void) {
         RUN(test_multifunction_all_vfio);
         RUN(test_sibling_on_host_driver);
         RUN(test_sibling_on_pci_stub);
+        RUN(test_sibling_without_group);
         RUN(test_sibling_unbound);
         RUN(test_variant_drivers);
         RUN(test_pci_bridge);
