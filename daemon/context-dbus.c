@@ -285,10 +285,8 @@ int context_submit_hot_reset(Context *c, sd_bus_message *msg, ContextDevice *d, 
                 if (r < 0)
                         return r;
                 if (!cdev) {
-                        int fd = -1;
-                        for (size_t k = 0; k < c->n_groups; k++)
-                                if (c->groups[k].group == (int) entries[i].id)
-                                        fd = c->groups[k].fd;
+                        ContextGroup *g = context_find_group(c, (int) entries[i].id);
+                        int fd = g ? g->fd : -1;
                         bool seen = false;
                         for (size_t k = 0; k < n_group_fds; k++)
                                 seen = seen || group_fds[k] == fd;

@@ -153,7 +153,7 @@ ContextDevice *context_find_device(Context *c, const PciAddress *a) {
         return NULL;
 }
 
-static ContextGroup *context_find_group(Context *c, int group) {
+ContextGroup *context_find_group(Context *c, int group) {
         for (size_t i = 0; i < c->n_groups; i++)
                 if (c->groups[i].group == group)
                         return &c->groups[i];

@@ -66,6 +66,7 @@ void context_release(Context *c, const char *why);
 void context_unref_busy(Context *c);
 
 ContextDevice *context_find_device(Context *c, const PciAddress *a);
+ContextGroup *context_find_group(Context *c, int group); /* legacy groups opened here */
 bool context_owns_group(Context *c, int group);
 
 /* bind=false leaves a cdev unbound for a VMM to bind itself. */

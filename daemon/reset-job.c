@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -96,6 +97,10 @@ static void *reset_thread(void *userdata) {
 static void job_free(ResetJob *j) {
         if (!j)
                 return;
+        Backend *b = j->manager->backend;
+        backend_close(b, j->fd);
+        for (uint32_t i = 0; j->arg && i < j->arg->count; i++)
+                backend_close(b, j->arg->group_fds[i]);
         sd_event_source_disable_unref(j->done_source);
         safe_close(j->eventfd);
         sd_bus_message_unref(j->request);
@@ -147,23 +152,18 @@ static void job_reply_error(ResetJob *j, const char *addr, sd_bus_error *error) 
 
 static void jobs_start_ready(Manager *m);
 
-static int on_job_done(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
-        ResetJob *j = userdata;
+/* Answers the request, signals HotResetDone and lets the job go, with its
+ * files and its hold on the context. error NULL: success. The caller starts
+ * whatever was waiting. */
+static void job_finish(ResetJob *j, const sd_bus_error *error, uint64_t duration) {
         Manager *m = j->manager;
-        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
         char addr[PCI_ADDRESS_STRING_MAX];
-        uint64_t duration;
 
-        (void) pthread_join(j->thread, NULL);
-        duration = now_usec() - j->started_usec;
         pci_address_format(&j->target, addr);
-
-        if (j->result < 0) {
-                job_reply_error(j, addr, &error);
-                log_warning("Hot reset of %s through %s failed after %u attempt(s): %s", addr, j->context->path,
-                            j->attempts > RESET_ATTEMPTS ? RESET_ATTEMPTS : j->attempts, error.message);
+        if (error) {
+                log_warning("Hot reset of %s through %s failed: %s", addr, j->context->path, error->message);
                 if (j->request)
-                        (void) sd_bus_reply_method_error(j->request, &error);
+                        (void) sd_bus_reply_method_error(j->request, error);
         } else {
                 _cleanup_free_ char *list = strv_join(j->affected, ", ");
                 log_info("Hot reset of %s through %s done in %" PRIu64 " us: reset %s.", addr, j->context->path,
@@ -178,7 +178,7 @@ static int on_job_done(sd_event_source *s, int fd, uint32_t revents, void *userd
 
         if (m->bus)
                 emit_with_strv(m->bus, BROKER_PATH, MANAGER_INTERFACE, "HotResetDone", addr, j->affected, &duration,
-                               j->result < 0 ? error.name : "success");
+                               error ? error->name : "success");
 
         Context *c = j->context;
         bool release = j->release_after;
@@ -192,6 +192,30 @@ static int on_job_done(sd_event_source *s, int fd, uint32_t revents, void *userd
                 context_unref_busy(c);
         else if (release)
                 context_release(c, "the hot reset it was made for is over");
+}
+
+static int on_job_done(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        ResetJob *j = userdata;
+        Manager *m = j->manager;
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        char addr[PCI_ADDRESS_STRING_MAX];
+
+        (void) pthread_join(j->thread, NULL);
+        uint64_t duration = now_usec() - j->started_usec;
+        pci_address_format(&j->target, addr);
+
+        if (j->result < 0) {
+                /* Gone from the machine or from its lease meanwhile: say
+                 * that, not what the kernel made of a dead file. */
+                if (!topology_get(m->topology, &j->target) || !context_find_device(j->context, &j->target))
+                        sd_bus_error_setf(&error, BUS_ERROR_NO_SUCH_DEVICE,
+                                          "Hot reset of %s failed: the device was removed or left its vfio driver "
+                                          "during the reset.",
+                                          addr);
+                else
+                        job_reply_error(j, addr, &error);
+        }
+        job_finish(j, j->result < 0 ? &error : NULL, duration);
         jobs_start_ready(m);
         return 0;
 }
@@ -232,23 +256,10 @@ static int job_start(ResetJob *j) {
         return 0;
 }
 
-static void job_fail_now(ResetJob *j, int r) {
-        Manager *m = j->manager;
-        Context *c = j->context;
-        char addr[PCI_ADDRESS_STRING_MAX];
-
-        log_error_errno(r, "Failed to start the hot reset of %s: %m", pci_address_format(&j->target, addr));
-        if (j->request)
-                (void) sd_bus_reply_method_errnof(j->request, -r, "Failed to start the hot reset of %s: %s", addr,
-                                                  strerror(-r));
-        bool release = j->release_after;
-        job_unlink(m, j);
-        job_free(j);
-        c->n_busy--;
-        if (c->released)
-                context_unref_busy(c);
-        else if (release)
-                context_release(c, "its hot reset could not start");
+/* A queued job that cannot run: answered with error, signalled like any
+ * other failed reset. */
+static void job_fail_now(ResetJob *j, const sd_bus_error *error) {
+        job_finish(j, error, 0);
 }
 
 static void jobs_start_ready(Manager *m) {
@@ -268,9 +279,24 @@ static void jobs_start_ready(Manager *m) {
                                 blocked = true;
                 if (blocked)
                         continue;
+
+                _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+                char addr[PCI_ADDRESS_STRING_MAX];
+                pci_address_format(&j->target, addr);
+                /* Its lease ended while it waited: nothing may act on it any more. */
+                if (j->context->released) {
+                        sd_bus_error_setf(&error, BUS_ERROR_NOT_OWNED,
+                                          "Hot reset of %s not done: %s was released while the reset waited for its "
+                                          "turn.",
+                                          addr, j->context->path);
+                        job_fail_now(j, &error);
+                        continue;
+                }
                 int r = job_start(j);
-                if (r < 0)
-                        job_fail_now(j, r);
+                if (r < 0) {
+                        bus_error_kernel(&error, r, "Failed to start the hot reset of %s: %s", addr, strerror(-r));
+                        job_fail_now(j, &error);
+                }
         }
 }
 
@@ -284,23 +310,33 @@ int reset_job_submit(Manager *m, Context *c, sd_bus_message *request, const Cont
         j->request = sd_bus_message_ref(request);
         j->release_after = release_after;
         j->target = d->address;
-        j->fd = d->fd;
-        j->cdev = m->backend->cdev;
         j->eventfd = -1;
+        /* The job's own duplicates: the lease may drop the device (unplug,
+         * unbind) while the job waits or runs, and its fd numbers would be
+         * reused by the next file anyone opens. */
+        j->fd = fcntl(d->fd, F_DUPFD_CLOEXEC, 3);
+        j->cdev = m->backend->cdev;
         j->affected = strv_copy(affected);
 
         /* cdev: ownership comes from the device's iommufd, count 0.
          * Legacy: a group fd for every affected group. */
         size_t size = sizeof(struct hr_vfio_pci_hot_reset) + n_group_fds * sizeof(int32_t);
         j->arg = calloc(1, size);
-        if (!j->affected || !j->arg) {
+        if (j->fd < 0 || !j->affected || !j->arg) {
+                int r = j->fd < 0 ? -errno : -ENOMEM;
                 job_free(j);
-                return -ENOMEM;
+                return r;
         }
         j->arg->argsz = (uint32_t) size;
-        j->arg->count = (uint32_t) n_group_fds;
-        for (size_t i = 0; i < n_group_fds; i++)
-                j->arg->group_fds[i] = group_fds[i];
+        for (size_t i = 0; i < n_group_fds; i++) {
+                int fd = fcntl(group_fds[i], F_DUPFD_CLOEXEC, 3);
+                if (fd < 0) {
+                        int r = -errno;
+                        job_free(j);
+                        return r;
+                }
+                j->arg->group_fds[j->arg->count++] = fd;
+        }
 
         c->n_busy++;
         /* Append: first come, first served on a shared scope. */
@@ -311,15 +347,6 @@ int reset_job_submit(Manager *m, Context *c, sd_bus_message *request, const Cont
 
         jobs_start_ready(m);
         return 0;
-}
-
-bool reset_job_pending_for(Manager *m, const PciAddress *a) {
-        char addr[PCI_ADDRESS_STRING_MAX];
-        pci_address_format(a, addr);
-        for (ResetJob *j = m->jobs; j; j = j->next)
-                if (strv_contains(j->affected, addr))
-                        return true;
-        return false;
 }
 
 void reset_jobs_free(Manager *m) {

@@ -20,6 +20,3 @@ int reset_job_submit(Manager *m, Context *c, sd_bus_message *request, const Cont
 
 /* Waits for resets in flight and drops queued ones (shutdown). */
 void reset_jobs_free(Manager *m);
-
-/* Is a reset running or queued whose scope contains a? */
-bool reset_job_pending_for(Manager *m, const PciAddress *a);

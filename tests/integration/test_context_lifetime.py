@@ -11,6 +11,7 @@ of a slow reset (reset_delay_ms)."""
 
 import os
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
@@ -320,6 +321,48 @@ class SlowLifetimeTests:
         rec.wait_properties(ctx, CONTEXT_IFACE, {'Devices': [FN0]}, mark)
         self.assertDaemonRunning()
         self.assertEqual(c.call(ctx, CONTEXT_IFACE, 'HotReset', 's', FN0), [[FN0]])
+
+
+    def test_queued_reset_of_a_device_removed_meanwhile(self):
+        # A second reset waits behind the first; the device goes away while
+        # it waits and another lease opens a file, which may get the fd
+        # number the dropped device had. The queued reset must fail on its
+        # own device, not act on whatever file now has that number.
+        rec, _ = self.record()
+        baseline = self.fd_count()
+        c = self.client()
+        ctx = c.create_context()
+        c.attach(ctx, FN0)
+        c.attach(ctx, FN1)
+        mark = rec.mark()
+        first = c.start(ctx, CONTEXT_IFACE, 'HotReset', 's', FN0)
+        self._prepare(rec, mark, ctx, FN0)
+        # A client handles one call at a time: the second reset comes from
+        # another connection (root may use the persistent context).
+        c2 = self.client()
+        second = c2.start(ctx, CONTEXT_IFACE, 'HotReset', 's', FN0)
+        time.sleep(1.0 * harness.TIMEOUT_SCALE if harness.TIMEOUT_SCALE < 2 else 1.5)  # queued, well within the reset
+        self.assertFalse(c2.done(second), 'the second reset did not wait for the first')
+        self.env.rewrite_machine(without(self.MACHINE, FN0, FN1))
+        rec.wait_properties(ctx, CONTEXT_IFACE, {'Devices': []}, mark)
+        other = self.client()
+        octx = other.create_context()
+        other.attach(octx, NVME)
+        for client, rid in ((c, first), (c2, second)):
+            reply = client.wait(rid)
+            self.assertFalse(reply['ok'], reply)
+            self.assertEqual(reply['error'].split(':')[0], ERR_PREFIX + 'NoSuchDevice', reply)
+        # The other lease's device was never reset through the stale file.
+        rec.wait_for(lambda m: len(rec.signals(mark, member='HotResetDone')) >= 2, mark,
+                     what='HotResetDone for both resets')
+        dones = [m['payload']['data'] for m in rec.signals(mark, member='HotResetDone')]
+        self.assertEqual([d[0] for d in dones], [FN0, FN0], dones)
+        self.assertEqual(other.call(octx, CONTEXT_IFACE, 'HotReset', 's', NVME), [[NVME]])
+        other.close()
+        c2.close()
+        c.close()
+        self.assertFdCount(baseline, 'after the queued reset of a removed device')
+        self.assertDaemonRunning()
 
 
 class CdevSlowLifetimeTest(SlowLifetimeTests, LeaseTestCase):
