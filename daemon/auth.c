@@ -301,10 +301,11 @@ int auth_verify_async(Manager *m, sd_bus_message *msg, const char *action, const
 
         for (AuthQuery *i = m->auth_queries; i; i = i->next) {
                 pending_all++;
-                if (streq_ptr(sd_bus_message_get_sender(i->request), sender))
+                /* Per user, not per connection: one user can open many. */
+                if (i->uid == uid)
                         pending_caller++;
         }
-        if (pending_caller >= AUTH_PENDING_PER_CALLER_MAX || pending_all >= AUTH_PENDING_MAX)
+        if (pending_caller >= AUTH_PENDING_PER_USER_MAX || pending_all >= AUTH_PENDING_MAX)
                 return sd_bus_error_setf(error, SD_BUS_ERROR_LIMITS_EXCEEDED,
                                          "Too many authorization checks are pending (%zu of yours, %zu in all); "
                                          "wait for the answers before asking more.",

@@ -14,9 +14,10 @@ typedef struct AuthQuery AuthQuery;
  * shorten it with HOTRESETD_POLKIT_TIMEOUT_SEC. */
 #define AUTH_TIMEOUT_USEC_DEFAULT (25ULL * 1000000ULL)
 
-/* At most this many polkit checks pending per caller (a bus name) and in
- * all; beyond that callers get LimitsExceeded instead of queueing more. */
-#define AUTH_PENDING_PER_CALLER_MAX 16
+/* At most this many polkit checks pending per user (uid, however many
+ * connections it opens) and in all; beyond that callers get LimitsExceeded
+ * instead of queueing more. */
+#define AUTH_PENDING_PER_USER_MAX 16
 #define AUTH_PENDING_MAX 256
 
 /* Is the sender of msg allowed to do action? details: key, value, ...,
