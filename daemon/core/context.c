@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "bus-util.h"
+#include "errors.h"
 #include "context.h"
 #include "log.h"
 #include "manager.h"

@@ -1,11 +1,12 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* The daemon's D-Bus error names (the contract is in dbus/org.hotresetd.Broker1.xml)
- * and helpers that turn bad arguments into precise errors. */
+/* The daemon's error vocabulary: the D-Bus error names of the contract
+ * (dbus/org.hotresetd.Broker1.xml) and the helpers that fill an sd_bus_error
+ * with a message naming the device and the fix. The core reports failures
+ * this way; sd_bus_error is only the carrier, nothing here touches a bus. */
 #pragma once
 
 #include <systemd/sd-bus.h>
 
-#include "pci-address.h"
 #include "pci-device.h"
 
 #define BUS_ERROR_NO_SUCH_DEVICE "org.hotresetd.Broker1.Error.NoSuchDevice"
@@ -19,24 +20,6 @@
 #define BUS_ERROR_IN_USE "org.hotresetd.Broker1.Error.InUse"
 #define BUS_ERROR_GROUP_NOT_VIABLE "org.hotresetd.Broker1.Error.GroupNotViable"
 #define BUS_ERROR_NOT_ATTACHED "org.hotresetd.Broker1.Error.NotAttached"
-
-/* Parses a caller-supplied address. On failure sets InvalidArgs naming what
- * was given (sanitised: callers may send anything) and the expected form,
- * and returns -EINVAL. */
-int bus_parse_address(const char *s, PciAddress *ret, sd_bus_error *error);
-
-/* Copies at most max bytes of untrusted s into buf as printable ASCII, with
- * "..." when cut, so error messages stay readable and valid UTF-8. */
-const char *sanitize_for_message(const char *s, char *buf, size_t size);
-
-/* Reads an a{sv} of options, refusing unknown keys and wrong types, so a
- * typo is an error and not a silently ignored wish. */
-typedef struct OptionSpec {
-        const char *name;
-        char type; /* 'b' or 's' */
-        void *ret; /* bool * or const char ** (valid while msg is) */
-} OptionSpec;
-int bus_read_options(sd_bus_message *msg, const OptionSpec *specs, size_t n_specs, sd_bus_error *error);
 
 /* NotInDevSet naming why d keeps target out of a hot reset (a bridge in the
  * scope, no driver, a host driver), GroupNotViable when it has no IOMMU

@@ -8,7 +8,7 @@
 #include <sys/eventfd.h>
 #include <time.h>
 
-#include "bus-util.h"
+#include "errors.h"
 #include "log.h"
 #include "manager.h"
 #include "reset-job.h"

@@ -1,0 +1,27 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Helpers of the bus edge that turn bad arguments into precise errors. */
+#pragma once
+
+#include <systemd/sd-bus.h>
+
+#include "pci-address.h"
+#include "pci-device.h"
+#include "errors.h"
+
+/* Parses a caller-supplied address. On failure sets InvalidArgs naming what
+ * was given (sanitised: callers may send anything) and the expected form,
+ * and returns -EINVAL. */
+int bus_parse_address(const char *s, PciAddress *ret, sd_bus_error *error);
+
+/* Copies at most max bytes of untrusted s into buf as printable ASCII, with
+ * "..." when cut, so error messages stay readable and valid UTF-8. */
+const char *sanitize_for_message(const char *s, char *buf, size_t size);
+
+/* Reads an a{sv} of options, refusing unknown keys and wrong types, so a
+ * typo is an error and not a silently ignored wish. */
+typedef struct OptionSpec {
+        const char *name;
+        char type; /* 'b' or 's' */
+        void *ret; /* bool * or const char ** (valid while msg is) */
+} OptionSpec;
+int bus_read_options(sd_bus_message *msg, const OptionSpec *specs, size_t n_specs, sd_bus_error *error);
