@@ -540,6 +540,10 @@ int policy_device_allowed(const Policy *p, const PciDeviceInfo *info, char **ret
         char address[PCI_ADDRESS_STRING_MAX];
         bool in_allow_set = p->n_allow == 0;
 
+        /* The common case, asked for every device of every reset scope:
+         * no rule can match, so nothing needs formatting. */
+        if (p->n_deny == 0 && p->n_allow == 0)
+                return 1;
         pci_address_format(&info->address, address);
 
         for (size_t i = 0; i < p->n_deny; i++)
