@@ -95,10 +95,7 @@ int access_reload(Manager *m, sd_bus_error *error) {
         m->policy = p;
         log_policy(m, "Reloaded");
         /* Exclusions change what CheckHotReset and HotResetPossible say. */
-        manager_schedule_publish(m);
-        if (m->bus)
-                (void) sd_bus_emit_properties_changed(m->bus, BROKER_PATH, MANAGER_INTERFACE, "Limits",
-                                                      "UnleasedHotReset", NULL);
+        manager_policy_changed(m);
         return 0;
 }
 
@@ -169,7 +166,10 @@ int access_reset_check(Manager *m, const PciDevice *d, ResetCheck *ret) {
         ResetCheck c;
         int r;
 
-        r = reset_check(m->topology, d, holder_of, m, &c);
+        r = manager_settle(m);
+        if (r < 0)
+                return r;
+        r = reset_check_in_domain(d, holder_of, m, &c);
         if (r < 0)
                 return r;
         r = reset_check_apply_exclusions(&c, excluded, m);
@@ -181,25 +181,35 @@ int access_reset_check(Manager *m, const PciDevice *d, ResetCheck *ret) {
         return 0;
 }
 
-/* The devices a call touches: d, or every device a hot reset of d hits. */
-static int scope_of(Manager *m, const PciDevice *d, bool whole_scope, PciDevice ***ret, size_t *ret_n) {
-        if (whole_scope)
-                return topology_affected(m->topology, d, ret, ret_n);
-        *ret = calloc(1, sizeof(PciDevice *));
-        if (!*ret)
-                return -ENOMEM;
-        (*ret)[0] = (PciDevice *) d;
+/* The devices a call touches: d, or every device a hot reset of d hits
+ * (its settled reset domain). The array is d's domain's or *self. */
+static int scope_of(Manager *m, const PciDevice *d, bool whole_scope, PciDevice **self, PciDevice *const **ret,
+                    size_t *ret_n) {
+        *self = (PciDevice *) d;
+        *ret = self;
         *ret_n = 1;
+        if (!whole_scope)
+                return 0;
+        int r = manager_settle(m);
+        if (r < 0)
+                return r;
+        if (d->domain) {
+                *ret = d->domain->members;
+                *ret_n = d->domain->n_members;
+        }
         return 0;
 }
 
 int access_check_devices(Manager *m, const PciDevice *d, bool whole_scope, const char *verb, sd_bus_error *error) {
-        _cleanup_free_ PciDevice **devices = NULL;
+        PciDevice *self, *const *devices;
         char addr[PCI_ADDRESS_STRING_MAX];
         size_t n = 0;
         int r;
 
-        r = scope_of(m, d, whole_scope, &devices, &n);
+        /* Nothing to exclude: the common case costs nothing. */
+        if (m->policy->n_allow == 0 && m->policy->n_deny == 0)
+                return 0;
+        r = scope_of(m, d, whole_scope, &self, &devices, &n);
         if (r < 0)
                 return r;
         pci_address_format(&d->info.address, addr);
@@ -277,8 +287,7 @@ static void user_key(uid_t uid, char buf[static 32]) {
 }
 
 static void device_key(const PciDevice *d, char buf[static 32]) {
-        char addr[PCI_ADDRESS_STRING_MAX];
-        snprintf(buf, 32, "device:%s", pci_address_format(&d->info.address, addr));
+        snprintf(buf, 32, "device:%s", d->address);
 }
 
 int access_check_reset_limits(Manager *m, uid_t uid, const PciDevice *d, bool whole_scope, const char *verb,
@@ -286,7 +295,7 @@ int access_check_reset_limits(Manager *m, uid_t uid, const PciDevice *d, bool wh
         Policy *p = m->policy;
         unsigned device_rate = p->limits[POLICY_LIMIT_RESETS_PER_DEVICE];
         unsigned user_rate = p->limits[POLICY_LIMIT_RESETS_PER_USER];
-        _cleanup_free_ PciDevice **devices = NULL;
+        PciDevice *self, *const *devices;
         _cleanup_free_ char *limit = NULL, *blamed = NULL;
         char addr[PCI_ADDRESS_STRING_MAX], key[32];
         uint64_t now = now_usec(m), wait = 0;
@@ -305,7 +314,7 @@ int access_check_reset_limits(Manager *m, uid_t uid, const PciDevice *d, bool wh
                 }
         }
         if (!limit && device_rate > 0) {
-                r = scope_of(m, d, whole_scope, &devices, &n);
+                r = scope_of(m, d, whole_scope, &self, &devices, &n);
                 if (r < 0)
                         return r;
                 for (size_t i = 0; i < n && !limit; i++) {
@@ -335,7 +344,7 @@ void access_take_reset_limits(Manager *m, uid_t uid, const PciDevice *d, bool wh
         Policy *p = m->policy;
         unsigned device_rate = p->limits[POLICY_LIMIT_RESETS_PER_DEVICE];
         unsigned user_rate = p->limits[POLICY_LIMIT_RESETS_PER_USER];
-        _cleanup_free_ PciDevice **devices = NULL;
+        PciDevice *self, *const *devices;
         uint64_t now = now_usec(m);
         char key[32];
         size_t n = 0;
@@ -345,7 +354,7 @@ void access_take_reset_limits(Manager *m, uid_t uid, const PciDevice *d, bool wh
                 if (rate_limiter_take(m->limiter, key, policy_user_reset_burst(p), user_rate, now) < 0)
                         log_oom();
         }
-        if (device_rate == 0 || scope_of(m, d, whole_scope, &devices, &n) < 0)
+        if (device_rate == 0 || scope_of(m, d, whole_scope, &self, &devices, &n) < 0)
                 return;
         for (size_t i = 0; i < n; i++) {
                 device_key(devices[i], key);
@@ -358,10 +367,9 @@ void access_take_reset_limits(Manager *m, uid_t uid, const PciDevice *d, bool wh
 
 int access_verify(Manager *m, sd_bus_message *msg, const char *action, const char *verb, const PciDevice *d,
                   const char *context, sd_bus_error *error) {
-        char address[PCI_ADDRESS_STRING_MAX], vendor[8], device[8], group[16];
-        _cleanup_strv_free_ char **affected_l = NULL;
+        char vendor[8], device[8], group[16];
         _cleanup_free_ char *affected = NULL;
-        _cleanup_free_ PciDevice **devices = NULL;
+        PciDevice *self, *const *devices;
         const char *details[24];
         size_t k = 0, n = 0;
         int r;
@@ -373,18 +381,20 @@ int access_verify(Manager *m, sd_bus_message *msg, const char *action, const cha
                 details[k++] = context;
         }
         if (d) {
-                r = topology_affected(m->topology, d, &devices, &n);
+                r = scope_of(m, d, true, &self, &devices, &n);
                 if (r < 0)
                         return r;
-                for (size_t i = 0; i < n; i++) {
-                        char a[PCI_ADDRESS_STRING_MAX];
-                        r = strv_extend(&affected_l, pci_address_format(&devices[i]->info.address, a));
-                        if (r < 0)
-                                return r;
-                }
-                affected = affected_l ? strv_join(affected_l, ",") : strdup("");
+                /* "0000:01:00.0,0000:01:00.1": every address is as long. */
+                affected = malloc(n * PCI_ADDRESS_STRING_MAX + 1);
                 if (!affected)
                         return -ENOMEM;
+                char *p = affected;
+                for (size_t i = 0; i < n; i++) {
+                        if (i > 0)
+                                *p++ = ',';
+                        p = stpcpy(p, devices[i]->address);
+                }
+                *p = 0;
                 snprintf(vendor, sizeof vendor, "0x%04x", d->info.vendor_id);
                 snprintf(device, sizeof device, "0x%04x", d->info.device_id);
                 if (d->info.iommu_group >= 0)
@@ -392,7 +402,7 @@ int access_verify(Manager *m, sd_bus_message *msg, const char *action, const cha
                 else
                         group[0] = 0;
                 details[k++] = "address";
-                details[k++] = pci_address_format(&d->info.address, address);
+                details[k++] = d->address;
                 details[k++] = "vendor";
                 details[k++] = vendor;
                 details[k++] = "device";

@@ -7,6 +7,7 @@
 
 #include "access.h"
 #include "bus-util.h"
+#include "context-dbus.h"
 #include "context.h"
 #include "log.h"
 #include "manager.h"
@@ -61,6 +62,7 @@ static int method_attach_device(sd_bus_message *msg, void *userdata, sd_bus_erro
         const char *address;
         bool bind = true;
         uint32_t devid = 0;
+        PciDevice *d;
         PciAddress a;
         int r;
 
@@ -85,7 +87,11 @@ static int method_attach_device(sd_bus_message *msg, void *userdata, sd_bus_erro
         if (r <= 0)
                 return r < 0 ? r : 1; /* 0: polkit is asked; this call comes back */
 
-        r = context_attach(c, address, bind, &devid, error);
+        /* Looked up again: the device may have gone while polkit was asked. */
+        r = manager_find_device(c->manager, &a, &d, error);
+        if (r < 0)
+                return r;
+        r = context_attach(c, d, bind, &devid, error);
         if (r < 0)
                 return r;
         return sd_bus_reply_method_return(msg, "u", devid);
@@ -274,16 +280,17 @@ int context_submit_hot_reset(Context *c, sd_bus_message *msg, ContextDevice *d, 
                                                strerror(-r));
 
         group_fds = calloc(n ? n : 1, sizeof(int));
-        if (!group_fds)
+        affected = calloc(n + 1, sizeof(char *));
+        if (!group_fds || !affected)
                 return -ENOMEM;
         for (size_t i = 0; i < n; i++) {
-                char addr[PCI_ADDRESS_STRING_MAX];
                 r = entry_blocks(c, &entries[i], cdev, error, target);
                 if (r < 0)
                         return r;
-                r = strv_extend(&affected, pci_address_format(&entries[i].address, addr));
-                if (r < 0)
-                        return r;
+                affected[i] = malloc(PCI_ADDRESS_STRING_MAX);
+                if (!affected[i])
+                        return -ENOMEM;
+                pci_address_format(&entries[i].address, affected[i]);
                 if (!cdev) {
                         ContextGroup *g = context_find_group(c, (int) entries[i].id);
                         int fd = g ? g->fd : -1;

@@ -1,59 +1,42 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* org.hotresetd.Broker1.Device: one object per PCI function, served through
- * a fallback vtable (no registration per device), with change signals
- * computed by comparing against what was last published. */
+ * a fallback vtable (no registration per device). The reset answers come
+ * from the device's reset domain (core/reset-domain.h); change signals are
+ * computed by comparing with a small snapshot of what was last published. */
 #include <errno.h>
 #include <stdio.h>
 
 #include "access.h"
 #include "bus-util.h"
+#include "device-dbus.h"
+#include "domain-dbus.h"
 #include "log.h"
-#include "manager.h"
 #include "util.h"
 
 /* What a device last told the bus, to signal exactly what changed. */
 typedef struct DeviceObject {
         Manager *manager;
         bool announced; /* InterfacesAdded sent */
-        bool published;
         char *driver;
         int iommu_group;
         char *cdev_path;
         char **reset_methods;
         ResetScope scope;
-        char **affected;
+        uint32_t domain_key; /* DOMAIN_NONE: no hot reset */
+        uint64_t domain_generation;
         bool possible;
-        char *context;
+        uint64_t holder_id; /* 0: nobody */
 } DeviceObject;
 
-static void device_object_clear_snapshot(DeviceObject *o) {
+#define DOMAIN_NONE UINT32_MAX
+
+static void device_object_free(DeviceObject *o) {
+        if (!o)
+                return;
         free(o->driver);
         free(o->cdev_path);
         strv_free(o->reset_methods);
-        strv_free(o->affected);
-        free(o->context);
-        o->context = NULL;
-        o->driver = o->cdev_path = NULL;
-        o->reset_methods = o->affected = NULL;
-}
-
-void device_object_free(void *userdata) {
-        DeviceObject *o = userdata;
-        if (!o)
-                return;
-        device_object_clear_snapshot(o);
         free(o);
-}
-
-int device_object_new(Manager *m, PciDevice *d) {
-        if (d->userdata)
-                return 0;
-        DeviceObject *o = calloc(1, sizeof(DeviceObject));
-        if (!o)
-                return -ENOMEM;
-        o->manager = m;
-        d->userdata = o;
-        return 0;
 }
 
 char *device_object_path(const PciAddress *a, char buf[static DEVICE_PATH_MAX]) {
@@ -79,116 +62,64 @@ static int device_path_parse(const char *path, PciAddress *ret) {
         return 0;
 }
 
-int manager_find_device(Manager *m, const char *address, PciDevice **ret, sd_bus_error *error) {
-        PciAddress a;
-        char buf[PCI_ADDRESS_STRING_MAX];
-        int r;
-
-        r = bus_parse_address(address, &a, error);
-        if (r < 0)
-                return r;
-        PciDevice *d = topology_get(m->topology, &a);
-        if (!d)
-                return sd_bus_error_setf(error, BUS_ERROR_NO_SUCH_DEVICE,
-                                         "No PCI device %s on this machine (ListDevices shows the devices there are).",
-                                         pci_address_format(&a, buf));
-        *ret = d;
-        return 0;
+static Manager *manager_of(PciDevice *d) {
+        return ((DeviceObject *) d->userdata)->manager;
 }
 
-static int affected_strv(Manager *m, const PciDevice *d, char ***ret) {
-        _cleanup_strv_free_ char **l = NULL;
-        PciDevice **affected = NULL;
-        size_t n = 0;
-        int r;
-
-        r = topology_affected(m->topology, d, &affected, &n);
-        if (r < 0)
-                return r;
-        for (size_t i = 0; i < n; i++) {
-                char buf[PCI_ADDRESS_STRING_MAX];
-                r = strv_extend(&l, pci_address_format(&affected[i]->info.address, buf));
-                if (r < 0) {
-                        free(affected);
-                        return r;
-                }
-        }
-        free(affected);
-        if (!l) {
-                l = calloc(1, sizeof(char *));
-                if (!l)
-                        return -ENOMEM;
-        }
-        *ret = TAKE_PTR(l);
-        return 0;
-}
-
-static const char *holder_path(Manager *m, const PciDevice *d) {
-        Context *c = manager_holder_of(m, d);
-        return c ? c->path : "/";
-}
-
-static int hot_reset_possible(Manager *m, const PciDevice *d, bool *ret) {
-        ResetCheck c;
-        int r = access_reset_check(m, d, &c);
-        if (r < 0)
-                return r;
-        *ret = c.possible;
-        reset_check_done(&c);
-        return 0;
-}
-
-/* Why an affected device blocks, in words a person can act on. */
-static char *block_reason_text(Manager *m, const PciDevice *target, const ResetCheckEntry *e) {
-        char addr[PCI_ADDRESS_STRING_MAX];
-        const PciAddress *a = &e->device->info.address;
-        char *s = NULL;
+const char *device_block_reason_text(Manager *m, const PciDevice *d, BlockReason reason, const void *holder,
+                                     char **allocated) {
+        const PciAddress *a = &d->info.address;
         int r = 0;
 
-        pci_address_format(a, addr);
-
-        switch (e->reason) {
+        *allocated = NULL;
+        switch (reason) {
         case BLOCK_NONE:
-                return strdup("");
+                return "";
         case BLOCK_NO_RESET_MECHANISM:
-                r = asprintf(&s, "no reset mechanism: %s is on root bus %04x:%02x, which no bridge can reset", addr,
-                             a->domain, a->bus);
+                r = asprintf(allocated, "no reset mechanism: %s is on root bus %04x:%02x, which no bridge can reset",
+                             d->address, a->domain, a->bus);
                 break;
         case BLOCK_BRIDGE_IN_SCOPE:
-                r = asprintf(&s, "bridge in reset scope: %s is a bridge, and bridges cannot be bound to vfio-pci", addr);
+                r = asprintf(allocated,
+                             "bridge in reset scope: %s is a bridge, and bridges cannot be bound to vfio-pci",
+                             d->address);
                 break;
         case BLOCK_NO_DRIVER:
-                r = asprintf(&s, "not bound to a vfio driver: no driver (bind %s to vfio-pci)", addr);
+                r = asprintf(allocated, "not bound to a vfio driver: no driver (bind %s to vfio-pci)", d->address);
                 break;
         case BLOCK_NOT_VFIO:
-                r = asprintf(&s, "not bound to a vfio driver: bound to %s (rebind %s to vfio-pci)",
-                             e->device->info.driver, addr);
+                r = asprintf(allocated, "not bound to a vfio driver: bound to %s (rebind %s to vfio-pci)",
+                             d->info.driver, d->address);
                 break;
         case BLOCK_NO_IOMMU_GROUP:
-                r = asprintf(&s, "no IOMMU group: %s is on %s but in no IOMMU group, so no context can own it "
+                r = asprintf(allocated,
+                             "no IOMMU group: %s is on %s but in no IOMMU group, so no context can own it "
                              "(enable the IOMMU: intel_iommu=on / amd_iommu=on)",
-                             addr, e->device->info.driver);
+                             d->address, d->info.driver);
                 break;
         case BLOCK_HELD_ELSEWHERE: {
-                _cleanup_free_ char *who = context_describe((Context *) e->holder);
-                r = asprintf(&s, "held by %s", strempty(who));
+                _cleanup_free_ char *who = context_describe((Context *) holder);
+                r = asprintf(allocated, "held by %s", strempty(who));
                 break;
         }
         case BLOCK_POLICY: {
                 _cleanup_free_ char *why = NULL;
-                r = access_device_excluded(m, e->device, &why);
+                r = access_device_excluded(m, d, &why);
                 if (r >= 0)
-                        r = asprintf(&s, "%s", why ?: "excluded by policy");
+                        r = asprintf(allocated, "%s", why ?: "excluded by policy");
                 break;
         }
         }
-        return r < 0 ? NULL : s;
+        if (r < 0) {
+                *allocated = NULL;
+                return NULL;
+        }
+        return *allocated;
 }
 
 static int method_check_hot_reset(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         PciDevice *d = userdata;
-        DeviceObject *o = d->userdata;
-        Manager *m = o->manager;
+        Manager *m = manager_of(d);
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         ResetCheck c;
         int r;
@@ -208,14 +139,14 @@ static int method_check_hot_reset(sd_bus_message *msg, void *userdata, sd_bus_er
                 goto finish;
         for (size_t i = 0; i < c.n_entries; i++) {
                 const ResetCheckEntry *e = &c.entries[i];
-                char addr[PCI_ADDRESS_STRING_MAX];
-                _cleanup_free_ char *reason = block_reason_text(m, d, e);
+                _cleanup_free_ char *allocated = NULL;
+                const char *reason = device_block_reason_text(m, e->device, e->reason, e->holder, &allocated);
                 if (!reason) {
                         r = -ENOMEM;
                         goto finish;
                 }
-                r = sd_bus_message_append(reply, "(ssiss)", pci_address_format(&e->device->info.address, addr),
-                                          strempty(e->device->info.driver), e->device->info.iommu_group,
+                r = sd_bus_message_append(reply, "(ssiss)", e->device->address, strempty(e->device->info.driver),
+                                          e->device->info.iommu_group,
                                           e->holder ? ((Context *) e->holder)->path : "", reason);
                 if (r < 0)
                         goto finish;
@@ -232,8 +163,7 @@ finish:
 static int property_get_address(sd_bus *bus, const char *path, const char *interface, const char *property,
                                 sd_bus_message *reply, void *userdata, sd_bus_error *error) {
         PciDevice *d = userdata;
-        char buf[PCI_ADDRESS_STRING_MAX];
-        return sd_bus_message_append(reply, "s", pci_address_format(&d->info.address, buf));
+        return sd_bus_message_append(reply, "s", d->address);
 }
 
 /* sd-bus reads a "b" field as int, so a C bool needs its own getter. */
@@ -261,42 +191,58 @@ static int property_get_reset_methods(sd_bus *bus, const char *path, const char 
         return sd_bus_message_append_strv(reply, d->info.reset_methods);
 }
 
+/* The reset answers are read from the settled domains. */
+static ResetDomain *settled_domain(PciDevice *d) {
+        (void) manager_settle(manager_of(d));
+        return d->domain;
+}
+
 static int property_get_reset_scope(sd_bus *bus, const char *path, const char *interface, const char *property,
                                     sd_bus_message *reply, void *userdata, sd_bus_error *error) {
-        PciDevice *d = userdata;
-        DeviceObject *o = d->userdata;
-        return sd_bus_message_append(reply, "s", reset_scope_to_string(topology_reset_scope(o->manager->topology, d)));
+        ResetDomain *dom = settled_domain(userdata);
+        return sd_bus_message_append(reply, "s", reset_scope_to_string(dom ? dom->scope : RESET_SCOPE_NONE));
+}
+
+static int property_get_reset_domain(sd_bus *bus, const char *path, const char *interface, const char *property,
+                                     sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        ResetDomain *dom = settled_domain(userdata);
+        char buf[DOMAIN_PATH_MAX];
+        return sd_bus_message_append(reply, "o", dom ? domain_object_path(dom, buf) : "/");
 }
 
 static int property_get_affected(sd_bus *bus, const char *path, const char *interface, const char *property,
                                  sd_bus_message *reply, void *userdata, sd_bus_error *error) {
         PciDevice *d = userdata;
-        DeviceObject *o = d->userdata;
-        _cleanup_strv_free_ char **l = NULL;
-        int r = affected_strv(o->manager, d, &l);
-        if (r < 0)
-                return r;
-        return sd_bus_message_append_strv(reply, l);
+        ResetDomain *dom = settled_domain(d);
+        if (!dom)
+                return sd_bus_message_append(reply, "as", 1, d->address);
+        return domain_append_members(reply, dom);
 }
 
 static int property_get_context(sd_bus *bus, const char *path, const char *interface, const char *property,
                                 sd_bus_message *reply, void *userdata, sd_bus_error *error) {
         PciDevice *d = userdata;
-        DeviceObject *o = d->userdata;
-        return sd_bus_message_append(reply, "o", holder_path(o->manager, d));
+        Context *c = manager_holder_of(manager_of(d), d);
+        return sd_bus_message_append(reply, "o", c ? c->path : "/");
+}
+
+static bool device_possible(PciDevice *d) {
+        Manager *m = manager_of(d);
+        (void) manager_settle(m);
+        return reset_domain_possible(d, manager_holder_of(m, d));
 }
 
 static int property_get_hot_reset_possible(sd_bus *bus, const char *path, const char *interface, const char *property,
                                            sd_bus_message *reply, void *userdata, sd_bus_error *error) {
-        PciDevice *d = userdata;
-        DeviceObject *o = d->userdata;
-        bool possible;
-        int r = hot_reset_possible(o->manager, d, &possible);
-        if (r < 0)
-                return r;
-        return sd_bus_message_append(reply, "b", possible);
+        return sd_bus_message_append(reply, "b", device_possible(userdata));
 }
 
+/* Affected is the member list of the device's reset domain: up to hundreds
+ * of addresses, the same for every device of the domain. It stays out of
+ * GetAll and GetManagedObjects (read it with Get, or the domain's Members
+ * once for all its devices), so their size grows with the number of
+ * functions, not with the sum of the scopes; a change is signalled by
+ * invalidation. */
 static const sd_bus_vtable device_vtable[] = {
         SD_BUS_VTABLE_START(0),
         SD_BUS_PROPERTY("Address", "s", property_get_address, 0, SD_BUS_VTABLE_PROPERTY_CONST),
@@ -310,7 +256,9 @@ static const sd_bus_vtable device_vtable[] = {
         SD_BUS_PROPERTY("CdevPath", "s", property_get_cdev_path, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("ResetMethods", "as", property_get_reset_methods, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("ResetScope", "s", property_get_reset_scope, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
-        SD_BUS_PROPERTY("Affected", "as", property_get_affected, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("ResetDomain", "o", property_get_reset_domain, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("Affected", "as", property_get_affected, 0,
+                        SD_BUS_VTABLE_PROPERTY_EXPLICIT | SD_BUS_VTABLE_PROPERTY_EMITS_INVALIDATION),
         SD_BUS_PROPERTY("Context", "o", property_get_context, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("HotResetPossible", "b", property_get_hot_reset_possible, 0,
                         SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
@@ -330,7 +278,8 @@ static int device_object_find(sd_bus *bus, const char *path, const char *interfa
         if (device_path_parse(path, &a) < 0)
                 return 0;
         PciDevice *d = topology_get(m->topology, &a);
-        if (!d || !d->userdata)
+        /* Only what was announced: a device appears with its settled state. */
+        if (!d || !d->userdata || !((DeviceObject *) d->userdata)->announced)
                 return 0;
         *found = d;
         return 1;
@@ -338,15 +287,18 @@ static int device_object_find(sd_bus *bus, const char *path, const char *interfa
 
 static int device_node_enumerator(sd_bus *bus, const char *path, void *userdata, char ***nodes, sd_bus_error *error) {
         Manager *m = userdata;
-        size_t n = topology_size(m->topology);
+        size_t n = topology_size(m->topology), k = 0;
         char **l = calloc(n + 1, sizeof(char *));
 
         if (!l)
                 return -ENOMEM;
         for (size_t i = 0; i < n; i++) {
+                PciDevice *d = topology_at(m->topology, i);
                 char buf[DEVICE_PATH_MAX];
-                l[i] = strdup(device_object_path(&topology_at(m->topology, i)->info.address, buf));
-                if (!l[i]) {
+                if (!d->userdata || !((DeviceObject *) d->userdata)->announced)
+                        continue;
+                l[k] = strdup(device_object_path(&d->info.address, buf));
+                if (!l[k++]) {
                         strv_free(l);
                         return -ENOMEM;
                 }
@@ -368,99 +320,118 @@ int device_register_bus(Manager *m) {
         return 0;
 }
 
-void device_object_announce(Manager *m, PciDevice *d) {
+void device_object_removed(Manager *m, PciDevice *d) {
         DeviceObject *o = d->userdata;
         char path[DEVICE_PATH_MAX];
-        int r;
-
-        if (!o || o->announced)
-                return;
-        o->announced = true;
-        if (!m->bus)
-                return;
-        r = sd_bus_emit_object_added(m->bus, device_object_path(&d->info.address, path));
-        if (r < 0)
-                log_warning_errno(r, "Failed to announce %s: %m", path);
-}
-
-void device_object_retract(Manager *m, PciDevice *d) {
-        DeviceObject *o = d->userdata;
-        char path[DEVICE_PATH_MAX];
-        int r;
-
-        /* Never announced (added and removed in one batch): nobody knows it. */
-        if (!o || !o->announced || !m->bus)
-                return;
-        r = sd_bus_emit_object_removed(m->bus, device_object_path(&d->info.address, path));
-        if (r < 0)
-                log_warning_errno(r, "Failed to announce the removal of %s: %m", path);
-}
-
-int device_object_publish(Manager *m, PciDevice *d) {
-        DeviceObject *o = d->userdata;
-        _cleanup_strv_free_ char **affected = NULL, **changed = NULL;
-        bool possible;
-        int r;
 
         if (!o)
-                return 0;
+                return;
+        /* Never announced (added and removed in one batch): nobody knows it. */
+        if (o->announced && m->bus) {
+                int r = sd_bus_emit_object_removed(m->bus, device_object_path(&d->info.address, path));
+                if (r < 0)
+                        log_warning_errno(r, "Failed to announce the removal of %s: %m", path);
+        }
+        device_object_free(o);
+        d->userdata = NULL;
+}
 
-        /* A new device is announced with its settled state (udev's add,
-         * bind and change of one batch land together), not signalled as
-         * changes. */
-        if (!o->announced) {
-                device_object_announce(m, d);
-                o->published = false;
+void device_objects_free(Manager *m) {
+        size_t n = topology_size(m->topology);
+        for (size_t i = 0; i < n; i++) {
+                PciDevice *d = topology_at(m->topology, i);
+                device_object_free(d->userdata);
+                d->userdata = NULL;
+        }
+}
+
+static int dup_str(char **dst, const char *src) {
+        char *c = NULL;
+        if (src && !(c = strdup(src)))
+                return -ENOMEM;
+        free(*dst);
+        *dst = c;
+        return 0;
+}
+
+int device_object_publish(Manager *m, PciDevice *d, bool silent) {
+        DeviceObject *o = d->userdata;
+        const char *changed[16];
+        size_t n = 0;
+        int r;
+
+        if (!o) {
+                o = calloc(1, sizeof(DeviceObject));
+                if (!o)
+                        return -ENOMEM;
+                o->manager = m;
+                d->userdata = o;
         }
 
-        r = affected_strv(m, d, &affected);
-        if (r < 0)
-                return r;
-        r = hot_reset_possible(m, d, &possible);
-        if (r < 0)
-                return r;
-        ResetScope scope = topology_reset_scope(m->topology, d);
-        const char *context = holder_path(m, d);
+        ResetDomain *dom = d->domain;
+        ResetScope scope = dom ? dom->scope : RESET_SCOPE_NONE;
+        uint32_t domain_key = dom ? dom->key : DOMAIN_NONE;
+        uint64_t generation = dom ? dom->generation : 0;
+        Context *holder = manager_holder_of(m, d);
+        uint64_t holder_id = holder ? holder->id : 0;
+        bool possible = reset_domain_possible(d, holder);
 
-        if (o->published) {
-#define CHANGED(cond, name)                                    \
-        do {                                                   \
-                if ((cond) && (r = strv_extend(&changed, name)) < 0) \
-                        return r;                              \
+        if (o->announced) {
+#define CHANGED(cond, name)                \
+        do {                               \
+                if (cond)                  \
+                        changed[n++] = name; \
         } while (0)
                 CHANGED(!streq_ptr(o->driver, d->info.driver), "Driver");
                 CHANGED(o->iommu_group != d->info.iommu_group, "IommuGroup");
                 CHANGED(!streq_ptr(o->cdev_path, d->info.cdev_path), "CdevPath");
                 CHANGED(!strv_equal(o->reset_methods, d->info.reset_methods), "ResetMethods");
                 CHANGED(o->scope != scope, "ResetScope");
-                CHANGED(!strv_equal(o->affected, affected), "Affected");
+                CHANGED(o->domain_key != domain_key, "ResetDomain");
+                CHANGED(o->domain_key != domain_key || o->domain_generation != generation, "Affected");
                 CHANGED(o->possible != possible, "HotResetPossible");
-                CHANGED(!streq_ptr(o->context, context), "Context");
+                CHANGED(o->holder_id != holder_id, "Context");
 #undef CHANGED
         }
 
         /* Take the new snapshot before emitting, so a failure to emit does
-         * not make the next batch signal the same change twice. */
-        device_object_clear_snapshot(o);
-        if ((d->info.driver && !(o->driver = strdup(d->info.driver))) ||
-            (d->info.cdev_path && !(o->cdev_path = strdup(d->info.cdev_path))) ||
-            (d->info.reset_methods && !(o->reset_methods = strv_copy(d->info.reset_methods))) ||
-            !(o->context = strdup(context))) {
-                o->published = false;
-                return -ENOMEM;
+         * not make the next pass signal the same change twice. */
+        if (!streq_ptr(o->driver, d->info.driver) && (r = dup_str(&o->driver, d->info.driver)) < 0)
+                return r;
+        if (!streq_ptr(o->cdev_path, d->info.cdev_path) && (r = dup_str(&o->cdev_path, d->info.cdev_path)) < 0)
+                return r;
+        if (!strv_equal(o->reset_methods, d->info.reset_methods)) {
+                char **l = NULL;
+                if (d->info.reset_methods && !(l = strv_copy(d->info.reset_methods)))
+                        return -ENOMEM;
+                strv_free(o->reset_methods);
+                o->reset_methods = l;
         }
         o->iommu_group = d->info.iommu_group;
         o->scope = scope;
-        o->affected = TAKE_PTR(affected);
+        o->domain_key = domain_key;
+        o->domain_generation = generation;
         o->possible = possible;
-        o->published = true;
+        o->holder_id = holder_id;
 
-        if (changed && m->bus) {
-                char path[DEVICE_PATH_MAX];
-                r = sd_bus_emit_properties_changed_strv(m->bus, device_object_path(&d->info.address, path),
-                                                        DEVICE_INTERFACE, changed);
+        char path[DEVICE_PATH_MAX];
+        device_object_path(&d->info.address, path);
+        if (!o->announced) {
+                /* A new device is announced with its settled state (udev's
+                 * add, bind and change of one batch land together). */
+                o->announced = true;
+                if (silent || !m->bus)
+                        return 0;
+                r = sd_bus_emit_object_added(m->bus, path);
                 if (r < 0)
-                        log_warning_errno(r, "Failed to signal changes of %s: %m", path);
+                        log_warning_errno(r, "Failed to announce %s: %m", path);
+                return 0;
         }
+        if (n == 0 || silent || !m->bus)
+                return 0;
+        changed[n] = NULL;
+        r = sd_bus_emit_properties_changed_strv(m->bus, path, DEVICE_INTERFACE, (char **) changed);
+        if (r < 0)
+                log_warning_errno(r, "Failed to signal changes of %s: %m", path);
         return 0;
 }

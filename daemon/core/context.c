@@ -15,12 +15,6 @@
 #include "util.h"
 #include "vfio-compat.h"
 
-static int on_owner_gone(sd_bus_track *t, void *userdata) {
-        Context *c = userdata;
-        context_release(c, "its owner disconnected");
-        return 0;
-}
-
 int context_new(Manager *m, const char *owner, uid_t uid, bool persistent, const char *description, Context **ret,
                 sd_bus_error *error) {
         Backend *b = m->backend;
@@ -76,16 +70,6 @@ int context_new(Manager *m, const char *owner, uid_t uid, bool persistent, const
                 }
         }
 
-        /* A lease ends with its owner's connection unless it was asked to
-         * outlive it. */
-        if (!persistent && m->bus) {
-                r = sd_bus_track_new(m->bus, &c->track, on_owner_gone, c);
-                if (r >= 0)
-                        r = sd_bus_track_add_name(c->track, owner);
-                if (r < 0)
-                        goto fail;
-        }
-
         *ret = c;
         return 0;
 
@@ -94,6 +78,8 @@ fail:
         context_unref_busy(c);
         return r;
 }
+
+static void context_device_forget(Context *c, ContextDevice *cd);
 
 static void context_close_files(Context *c) {
         Backend *b = c->manager->backend;
@@ -113,7 +99,6 @@ void context_unref_busy(Context *c) {
         if (!c || c->n_busy > 0 || !c->released)
                 return;
         context_close_files(c);
-        sd_bus_track_unref(c->track);
         free(c->devices);
         free(c->groups);
         free(c->path);
@@ -132,15 +117,16 @@ void context_release(Context *c, const char *why) {
                  c->n_devices, why);
 
         /* Announce while the object still resolves, then forget it. */
-        if (m->bus) {
-                int r = sd_bus_emit_object_removed(m->bus, c->path);
-                if (r < 0)
-                        log_warning_errno(r, "Failed to announce the removal of %s: %m", c->path);
-        }
+        if (m->hooks.context_removed)
+                m->hooks.context_removed(m, c);
         manager_remove_context(m, c);
-        c->track = sd_bus_track_unref(c->track);
         c->released = true;
-        manager_schedule_publish(m);
+        /* Its devices are nobody's from now on (the files close when the
+         * resets using them are done). */
+        for (size_t i = 0; i < c->n_devices; i++)
+                context_device_forget(c, &c->devices[i]);
+        for (size_t i = 0; i < c->n_groups; i++)
+                manager_group_owner_unref(m, c->groups[i].group, c);
 
         /* Resets in flight keep the files open until they are done. */
         context_unref_busy(c);
@@ -161,15 +147,22 @@ ContextGroup *context_find_group(Context *c, int group) {
 }
 
 bool context_owns_group(Context *c, int group) {
-        if (group < 0)
-                return false;
-        if (context_find_group(c, group))
-                return true;
-        /* cdev model: a group is owned once one of its devices is bound. */
-        for (size_t i = 0; i < c->n_devices; i++)
-                if (c->devices[i].bound && c->devices[i].iommu_group == group)
-                        return true;
-        return false;
+        /* Legacy: an open group; cdev: a group is owned once one of its
+         * devices is bound (see manager_group_owner_ref()). */
+        return group >= 0 && manager_group_owner(c->manager, group) == c;
+}
+
+/* The holder bookkeeping of an attached device (the file stays open). */
+static void context_device_forget(Context *c, ContextDevice *cd) {
+        Manager *m = c->manager;
+        PciDevice *d = topology_get(m->topology, &cd->address);
+
+        if (cd->bound)
+                manager_group_owner_unref(m, cd->iommu_group, c);
+        if (d && d->holder == c) {
+                d->holder = NULL;
+                manager_device_holder_changed(m, d);
+        }
 }
 
 char *context_describe(Context *c) {
@@ -183,14 +176,16 @@ char *context_describe(Context *c) {
 /* The first device of d's IOMMU group bound to a driver that makes the
  * group unusable for vfio, or NULL. */
 static PciDevice *group_blocker(Manager *m, const PciDevice *d) {
-        if (d->info.iommu_group < 0)
-                return NULL;
-        for (size_t i = 0; i < topology_size(m->topology); i++) {
-                PciDevice *o = topology_at(m->topology, i);
-                if (o->info.iommu_group == d->info.iommu_group && !driver_keeps_group_viable(o->info.driver))
-                        return o;
-        }
-        return NULL;
+        size_t n;
+        PciDevice *const *members = topology_group(m->topology, d->info.iommu_group, &n);
+        PciDevice *first = NULL;
+
+        /* The lowest address, as a walk of the table would find it. */
+        for (size_t i = 0; i < n; i++)
+                if (!driver_keeps_group_viable(members[i]->info.driver) &&
+                    (!first || pci_address_compare(&members[i]->info.address, &first->info.address) < 0))
+                        first = members[i];
+        return first;
 }
 
 /* Refusals that need no kernel call, each naming the device and the fix. */
@@ -350,6 +345,11 @@ static int context_open_group(Context *c, int group, sd_bus_error *error) {
                 return -ENOMEM;
         }
         c->groups = n;
+        r = manager_group_owner_ref(c->manager, group, c);
+        if (r < 0) {
+                backend_close(b, fd);
+                return r;
+        }
         c->groups[c->n_groups++] = (ContextGroup) { .group = group, .fd = fd };
         return 0;
 }
@@ -361,6 +361,7 @@ static void context_maybe_close_group(Context *c, int group) {
                         return;
         for (size_t i = 0; i < c->n_groups; i++)
                 if (c->groups[i].group == group) {
+                        manager_group_owner_unref(c->manager, group, c);
                         backend_close(c->manager->backend, c->groups[i].fd);
                         c->groups[i] = c->groups[--c->n_groups];
                         /* The kernel drops the container's IOMMU with its
@@ -393,15 +394,11 @@ static int attach_group(Context *c, PciDevice *d, ContextDevice *ret, sd_bus_err
         return 0;
 }
 
-int context_attach(Context *c, const char *address, bool bind, uint32_t *ret_devid, sd_bus_error *error) {
+int context_attach(Context *c, PciDevice *d, bool bind, uint32_t *ret_devid, sd_bus_error *error) {
         Manager *m = c->manager;
         ContextDevice cd;
-        PciDevice *d;
         int r;
 
-        r = manager_find_device(m, address, &d, error);
-        if (r < 0)
-                return r;
         r = attach_preflight(c, d, error);
         if (r < 0)
                 return r;
@@ -413,20 +410,24 @@ int context_attach(Context *c, const char *address, bool bind, uint32_t *ret_dev
         if (r < 0)
                 return r;
 
-        r = context_add_device(c, &cd);
+        if (cd.bound)
+                r = manager_group_owner_ref(m, cd.iommu_group, c);
+        if (r >= 0)
+                r = context_add_device(c, &cd);
         if (r < 0) {
+                if (cd.bound)
+                        manager_group_owner_unref(m, cd.iommu_group, c);
                 backend_close(m->backend, cd.fd);
                 if (!m->backend->cdev)
                         context_maybe_close_group(c, cd.iommu_group);
                 return r;
         }
+        d->holder = c;
+        manager_device_holder_changed(m, d);
 
-        char addr[PCI_ADDRESS_STRING_MAX];
-        log_info("%s: attached %s%s (devid %u).", c->path, pci_address_format(&cd.address, addr),
+        log_info("%s: attached %s%s (devid %u).", c->path, d->address,
                  m->backend->cdev && !cd.bound ? " unbound" : "", cd.devid);
-        if (m->bus)
-                (void) sd_bus_emit_properties_changed(m->bus, c->path, CONTEXT_INTERFACE, "Devices", NULL);
-        manager_schedule_publish(m);
+        manager_queue_context(m, c);
         *ret_devid = cd.devid;
         return 0;
 }
@@ -435,13 +436,12 @@ static void context_remove_device(Context *c, ContextDevice *cd) {
         Manager *m = c->manager;
         int group = cd->iommu_group;
 
+        context_device_forget(c, cd);
         backend_close(m->backend, cd->fd);
         *cd = c->devices[--c->n_devices];
         if (!m->backend->cdev)
                 context_maybe_close_group(c, group);
-        if (m->bus)
-                (void) sd_bus_emit_properties_changed(m->bus, c->path, CONTEXT_INTERFACE, "Devices", NULL);
-        manager_schedule_publish(m);
+        manager_queue_context(m, c);
 }
 
 int context_detach(Context *c, const PciAddress *a, sd_bus_error *error) {

@@ -13,6 +13,7 @@
 #include "pci-address.h"
 
 typedef struct Manager Manager;
+struct PciDevice;
 
 #define CONTEXT_INTERFACE "org.hotresetd.Broker1.Context"
 #define CONTEXT_PATH_PREFIX "/org/hotresetd/Broker1/context"
@@ -38,7 +39,6 @@ typedef struct Context {
         uid_t owner_uid;
         bool persistent;
         char *description;
-        sd_bus_track *track;
 
         int iommufd; /* cdev model */
         uint32_t ioas_id;
@@ -54,6 +54,7 @@ typedef struct Context {
          * closed only when the last one is done. */
         unsigned n_busy;
         bool released;
+        uint32_t publish_queued; /* in the manager's publish queue (Devices changed) */
 } Context;
 
 /* Opens the iommufd + IOAS or the container. On failure sets a D-Bus error. */
@@ -70,7 +71,7 @@ ContextGroup *context_find_group(Context *c, int group); /* legacy groups opened
 bool context_owns_group(Context *c, int group);
 
 /* bind=false leaves a cdev unbound for a VMM to bind itself. */
-int context_attach(Context *c, const char *address, bool bind, uint32_t *ret_devid, sd_bus_error *error);
+int context_attach(Context *c, struct PciDevice *d, bool bind, uint32_t *ret_devid, sd_bus_error *error);
 int context_detach(Context *c, const PciAddress *a, sd_bus_error *error);
 /* The device went away or left its vfio driver: drop it from the lease. */
 void context_drop_device(Context *c, const PciAddress *a, const char *why);
@@ -84,14 +85,5 @@ typedef struct HotResetEntry {
 int context_hot_reset_info(Context *c, ContextDevice *d, uint32_t *ret_flags, HotResetEntry **ret_entries,
                            size_t *ret_n);
 
-/* Pre-flight with the kernel's own answer (GetHotResetInfo through c's
- * file), refusing with an error that names the blocking device, then queue
- * the reset; msg is answered when it is done. With release_after, c is a
- * private context released after the reset. */
-int context_submit_hot_reset(Context *c, sd_bus_message *msg, ContextDevice *d, bool release_after,
-                             sd_bus_error *error);
-
 /* "context /org/.../context/3 (owner :1.42, uid 1000)" for messages. */
 char *context_describe(Context *c);
-
-int context_register_bus(Manager *m);

@@ -1,6 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* The daemon's state: the backend, the topology model it feeds, and the
- * bus objects that publish it. */
+/* The daemon's state: the backend, the topology model it feeds, the reset
+ * domains over it, the leases and the resets. The core marks what changed
+ * (the publish queues below); the bus layer (bus/) publishes it from the
+ * event loop and installs hooks for what must be announced at once. The
+ * core never calls into bus/. */
 #pragma once
 
 #include <systemd/sd-bus.h>
@@ -8,29 +11,64 @@
 
 #include "backend.h"
 #include "context.h"
+#include "intmap.h"
 #include "reset-check.h"
+#include "reset-domain.h"
 #include "topology.h"
 
-#define BROKER_BUS_NAME "org.hotresetd.Broker1"
-#define BROKER_PATH "/org/hotresetd/Broker1"
-#define MANAGER_INTERFACE "org.hotresetd.Broker1.Manager"
-#define DEVICE_INTERFACE "org.hotresetd.Broker1.Device"
-#define DEVICE_PATH_PREFIX BROKER_PATH "/device"
+typedef struct Manager Manager;
 
-typedef struct Manager {
+/* What the bus layer is told at once, not through the publish queues: an
+ * object that goes must be announced while it still resolves. Any may be
+ * NULL (no bus: unit tests, --dump-machine). */
+typedef struct ManagerHooks {
+        /* Something was queued for publishing: schedule a pass. */
+        void (*queued)(Manager *m);
+        /* d leaves the table right after this. */
+        void (*device_removed)(Manager *m, PciDevice *d);
+        /* dom is freed right after this. */
+        void (*domain_removed)(Manager *m, ResetDomain *dom);
+        /* c is released: it leaves the list right after this. */
+        void (*context_removed)(Manager *m, Context *c);
+        /* A hot reset of target through c is about to start (c holds one
+         * of the affected devices), and one the kernel was asked to do is
+         * over (result: "success" or the error name). */
+        void (*prepare_for_hot_reset)(Manager *m, Context *c, const char *target, char **affected);
+        void (*hot_reset_done)(Manager *m, const char *target, char **affected, uint64_t duration_usec,
+                               const char *result);
+        /* The daemon stops: every lease was released; let the bus go. */
+        void (*teardown)(Manager *m);
+} ManagerHooks;
+
+/* The publish queues: objects whose published state may have changed. */
+typedef struct PublishQueue {
+        void **items; /* NULL where an item left the queue early */
+        size_t head, n, allocated;
+} PublishQueue;
+
+typedef enum ManagerChange {
+        MANAGER_CHANGED_DEVICE_COUNT = 1 << 0,
+        MANAGER_CHANGED_POLICY = 1 << 1, /* Limits, UnleasedHotReset */
+} ManagerChange;
+
+struct Manager {
         sd_event *event;
-        sd_bus *bus;
+        sd_bus *bus; /* set by the bus layer; the core uses it only to ask polkit */
         Backend *backend;
         Topology *topology;
+        ResetDomains *domains;
 
-        /* Change signals are computed once per batch of backend events
-         * (a rewrite of the machine file, a burst of uevents). */
-        sd_event_source *publish_source;
-        uint32_t published_device_count;
+        ManagerHooks hooks;
+        void *hooks_userdata;
+        PublishQueue devices_queue;  /* PciDevice (their queued field) */
+        PublishQueue domains_queue;  /* ResetDomain, by their bus object */
+        PublishQueue contexts_queue; /* Context whose Devices changed */
+        unsigned changes;            /* ManagerChange */
 
         Context **contexts;
         size_t n_contexts;
         uint64_t next_context_id;
+        IntMap group_owners; /* IOMMU group -> GroupOwner (context.c) */
 
         /* Hot resets: running ones and those waiting for an overlapping
          * one to finish (see reset-job.c). */
@@ -45,9 +83,11 @@ typedef struct Manager {
         bool policy_missing_ok;
         struct RateLimiter *limiter;
         sd_event_source *sighup_source;
-} Manager;
+};
 
 int manager_new(sd_event *e, Manager **ret);
+/* Releases every lease (announced through the hooks while they are still
+ * installed), then frees everything. */
 Manager *manager_free(Manager *m);
 static inline void manager_freep(Manager **m) {
         manager_free(*m);
@@ -56,30 +96,40 @@ static inline void manager_freep(Manager **m) {
 /* The backend event handler (see backend.h). */
 void manager_on_backend_event(Backend *b, BackendAction action, const PciDeviceInfo *info, void *userdata);
 
-/* Registers the objects and takes the bus name. */
-int manager_connect_bus(Manager *m);
+/* Brings the reset domains up to date with every change so far. Every
+ * answer about scopes and resets is read after this. */
+int manager_settle(Manager *m);
 
-/* Schedules publishing device state changes (after attach/detach too). */
-void manager_schedule_publish(Manager *m);
+/* The device at a, or NoSuchDevice naming it. */
+int manager_find_device(Manager *m, const PciAddress *a, PciDevice **ret, sd_bus_error *error);
 
 /* The context holding a device: the one it is attached to, else the one
  * owning its IOMMU group (the kernel counts such a device as owned). */
 Context *manager_holder_of(Manager *m, const PciDevice *d);
+/* The context owning an IOMMU group, NULL if none. */
+Context *manager_group_owner(Manager *m, int group);
+/* Counts c's claims on a group (a bound cdev, an open legacy group). */
+int manager_group_owner_ref(Manager *m, int group, Context *c);
+void manager_group_owner_unref(Manager *m, int group, Context *c);
+/* d was attached to or detached from a context. */
+void manager_device_holder_changed(Manager *m, PciDevice *d);
+
 Context *manager_find_context(Manager *m, const char *path);
 int manager_add_context(Manager *m, Context *c);
 void manager_remove_context(Manager *m, Context *c);
+/* Releases the connection-owned leases of a bus name that went away. */
+void manager_owner_gone(Manager *m, const char *name);
 
-/* device-dbus.c */
-#define DEVICE_PATH_MAX (sizeof(DEVICE_PATH_PREFIX "/pci_0000_00_00_0"))
-char *device_object_path(const PciAddress *a, char buf[static DEVICE_PATH_MAX]);
-int device_object_new(Manager *m, PciDevice *d);
-void device_object_free(void *userdata);
-/* Emits InterfacesAdded/Removed for a device (no-op without a bus). */
-void device_object_announce(Manager *m, PciDevice *d);
-void device_object_retract(Manager *m, PciDevice *d);
-/* Recomputes what the device publishes; emits PropertiesChanged for what
- * differs from the last publication. */
-int device_object_publish(Manager *m, PciDevice *d);
-/* Looks a caller's address up, setting NoSuchDevice/InvalidArgs. */
-int manager_find_device(Manager *m, const char *address, PciDevice **ret, sd_bus_error *error);
-int device_register_bus(Manager *m);
+/* The policy changed: every exclusion is looked at again. */
+void manager_policy_changed(Manager *m);
+
+/* Queueing for the publish pass, in the order things happened. */
+void manager_queue_device(Manager *m, PciDevice *d);
+void manager_queue_domain(Manager *m, ResetDomain *dom);
+void manager_queue_context(Manager *m, Context *c);
+void manager_queue_change(Manager *m, ManagerChange change);
+/* The bus layer drains the queues: the next item, NULL when empty. */
+PciDevice *manager_pop_device(Manager *m);
+ResetDomain *manager_pop_domain(Manager *m);
+Context *manager_pop_context(Manager *m);
+bool manager_has_queued(const Manager *m);

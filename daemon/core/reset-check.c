@@ -3,6 +3,8 @@
 #include <stdlib.h>
 
 #include "reset-check.h"
+#include "reset-domain.h"
+#include "util.h"
 
 const char *block_reason_to_string(BlockReason r) {
         switch (r) {
@@ -27,54 +29,35 @@ const char *block_reason_to_string(BlockReason r) {
 }
 
 static BlockReason entry_reason(const PciDevice *d, const void *holder, const void *target_holder) {
-        if (d->info.is_bridge)
-                return BLOCK_BRIDGE_IN_SCOPE;
-        if (!d->info.driver)
-                return BLOCK_NO_DRIVER;
-        if (!driver_is_vfio(d->info.driver))
-                return BLOCK_NOT_VFIO;
-        /* The kernel lists such a device as NOT_OWNED (cdev) or fails the
-         * query (groups): nobody can open it, so nobody can own the scope. */
-        if (d->info.iommu_group < 0)
-                return BLOCK_NO_IOMMU_GROUP;
+        BlockReason r = reset_domain_static_reason(d);
+        if (r != BLOCK_NONE)
+                return r;
         if (holder && holder != target_holder)
                 return BLOCK_HELD_ELSEWHERE;
         return BLOCK_NONE;
 }
 
-int reset_check(Topology *t, const PciDevice *target, HolderOf holder_of, void *userdata, ResetCheck *ret) {
-        PciDevice **affected = NULL;
-        size_t n = 0;
-        int r;
-
-        r = topology_affected(t, target, &affected, &n);
-        if (r < 0)
-                return r;
-
+static int check_members(ResetScope scope, const PciDevice *target, PciDevice *const *members, size_t n,
+                         HolderOf holder_of, void *userdata, ResetCheck *ret) {
         ResetCheckEntry *entries = calloc(n ? n : 1, sizeof(ResetCheckEntry));
-        if (!entries) {
-                free(affected);
+        if (!entries)
                 return -ENOMEM;
-        }
 
-        ResetScope scope = topology_reset_scope(t, target);
         const void *target_holder = holder_of ? holder_of(target, userdata) : NULL;
         bool possible = scope != RESET_SCOPE_NONE;
 
         for (size_t i = 0; i < n; i++) {
-                const void *holder = holder_of ? holder_of(affected[i], userdata) : NULL;
-                BlockReason reason = scope == RESET_SCOPE_NONE
-                                             ? BLOCK_NO_RESET_MECHANISM
-                                             : entry_reason(affected[i], holder, target_holder);
+                const void *holder = holder_of ? holder_of(members[i], userdata) : NULL;
+                BlockReason reason = scope == RESET_SCOPE_NONE ? BLOCK_NO_RESET_MECHANISM
+                                                               : entry_reason(members[i], holder, target_holder);
                 entries[i] = (ResetCheckEntry) {
-                        .device = affected[i],
+                        .device = members[i],
                         .reason = reason,
                         .holder = holder,
                 };
                 if (reason != BLOCK_NONE)
                         possible = false;
         }
-        free(affected);
 
         *ret = (ResetCheck) {
                 .scope = scope,
@@ -83,6 +66,26 @@ int reset_check(Topology *t, const PciDevice *target, HolderOf holder_of, void *
                 .n_entries = n,
         };
         return 0;
+}
+
+int reset_check(Topology *t, const PciDevice *target, HolderOf holder_of, void *userdata, ResetCheck *ret) {
+        _cleanup_free_ PciDevice **affected = NULL;
+        size_t n = 0;
+        int r;
+
+        r = topology_affected(t, target, &affected, &n);
+        if (r < 0)
+                return r;
+        return check_members(topology_reset_scope(t, target), target, affected, n, holder_of, userdata, ret);
+}
+
+int reset_check_in_domain(const PciDevice *target, HolderOf holder_of, void *userdata, ResetCheck *ret) {
+        const ResetDomain *dom = target->domain;
+        PciDevice *self = (PciDevice *) target;
+
+        if (!dom)
+                return check_members(RESET_SCOPE_NONE, target, &self, 1, holder_of, userdata, ret);
+        return check_members(dom->scope, target, dom->members, dom->n_members, holder_of, userdata, ret);
 }
 
 void reset_check_done(ResetCheck *c) {

@@ -37,6 +37,9 @@ typedef const void *(*HolderOf)(const PciDevice *d, void *userdata);
  * nobody holds the target, any held device blocks (the daemon would have to
  * take the whole scope). holder_of may be NULL: nothing is held. */
 int reset_check(Topology *t, const PciDevice *target, HolderOf holder_of, void *userdata, ResetCheck *ret);
+/* The same, from the target's settled reset domain (reset-domain.h)
+ * instead of a walk of the topology. */
+int reset_check_in_domain(const PciDevice *target, HolderOf holder_of, void *userdata, ResetCheck *ret);
 void reset_check_done(ResetCheck *c);
 
 /* Marks the entries whose device excluded() says the policy excludes as

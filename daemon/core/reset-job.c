@@ -55,25 +55,6 @@ static bool jobs_overlap(const ResetJob *a, const ResetJob *b) {
         return false;
 }
 
-/* sd_bus_emit_signal() takes "as" as a count and strings, not a strv. */
-static void emit_with_strv(sd_bus *bus, const char *path, const char *interface, const char *member,
-                           const char *address, char **affected, const uint64_t *duration, const char *result) {
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
-        int r;
-
-        r = sd_bus_message_new_signal(bus, &m, path, interface, member);
-        if (r >= 0)
-                r = sd_bus_message_append(m, "s", address);
-        if (r >= 0)
-                r = sd_bus_message_append_strv(m, affected);
-        if (r >= 0 && duration)
-                r = sd_bus_message_append(m, "ts", *duration, result);
-        if (r >= 0)
-                r = sd_bus_send(bus, m, NULL);
-        if (r < 0)
-                log_warning_errno(r, "Failed to send %s for %s: %m", member, address);
-}
-
 static void *reset_thread(void *userdata) {
         ResetJob *j = userdata;
         Backend *b = j->manager->backend;
@@ -176,9 +157,8 @@ static void job_finish(ResetJob *j, const sd_bus_error *error, uint64_t duration
                 }
         }
 
-        if (m->bus)
-                emit_with_strv(m->bus, BROKER_PATH, MANAGER_INTERFACE, "HotResetDone", addr, j->affected, &duration,
-                               error ? error->name : "success");
+        if (m->hooks.hot_reset_done)
+                m->hooks.hot_reset_done(m, addr, j->affected, duration, error ? error->name : "success");
 
         Context *c = j->context;
         bool release = j->release_after;
@@ -227,13 +207,13 @@ static int job_start(ResetJob *j) {
 
         /* Tell every lease holding an affected device first: its VMM may
          * want to quiesce the device. */
-        for (size_t i = 0; m->bus && i < m->n_contexts; i++) {
+        for (size_t i = 0; m->hooks.prepare_for_hot_reset && i < m->n_contexts; i++) {
                 Context *o = m->contexts[i];
                 for (size_t k = 0; k < o->n_devices; k++) {
                         char a[PCI_ADDRESS_STRING_MAX], t[PCI_ADDRESS_STRING_MAX];
                         if (strv_contains(j->affected, pci_address_format(&o->devices[k].address, a))) {
-                                emit_with_strv(m->bus, o->path, CONTEXT_INTERFACE, "PrepareForHotReset",
-                                               pci_address_format(&j->target, t), j->affected, NULL, NULL);
+                                m->hooks.prepare_for_hot_reset(m, o, pci_address_format(&j->target, t),
+                                                               j->affected);
                                 break;
                         }
                 }

@@ -2,8 +2,15 @@
 #include <errno.h>
 #include <stdlib.h>
 
+#include "intmap.h"
 #include "topology.h"
 #include "util.h"
+
+/* The devices of one IOMMU group. */
+typedef struct GroupMembers {
+        PciDevice **devices;
+        size_t n, allocated;
+} GroupMembers;
 
 struct Topology {
         PciDevice **devices; /* sorted by address */
@@ -15,6 +22,8 @@ struct Topology {
         PciDevice **bridges;
         size_t n_bridges;
         bool bridges_dirty;
+
+        IntMap groups; /* group number -> GroupMembers */
 };
 
 const char *reset_scope_to_string(ResetScope s) {
@@ -46,9 +55,63 @@ static void device_free(Topology *t, PciDevice *d) {
         free(d);
 }
 
+static int group_add(Topology *t, PciDevice *d) {
+        int group = d->info.iommu_group;
+        if (group < 0)
+                return 0;
+        GroupMembers *g = intmap_get(&t->groups, (uint64_t) group);
+        if (!g) {
+                g = calloc(1, sizeof(GroupMembers));
+                if (!g || intmap_put(&t->groups, (uint64_t) group, g) < 0) {
+                        free(g);
+                        return -ENOMEM;
+                }
+        }
+        if (g->n == g->allocated) {
+                size_t n = g->allocated ? g->allocated * 2 : 4;
+                PciDevice **nd = realloc(g->devices, n * sizeof(PciDevice *));
+                if (!nd)
+                        return -ENOMEM;
+                g->devices = nd;
+                g->allocated = n;
+        }
+        g->devices[g->n++] = d;
+        return 0;
+}
+
+static void group_remove(Topology *t, PciDevice *d, int group) {
+        GroupMembers *g = group >= 0 ? intmap_get(&t->groups, (uint64_t) group) : NULL;
+        if (!g)
+                return;
+        for (size_t i = 0; i < g->n; i++)
+                if (g->devices[i] == d) {
+                        g->devices[i] = g->devices[--g->n];
+                        break;
+                }
+        if (g->n == 0) {
+                intmap_remove(&t->groups, (uint64_t) group);
+                free(g->devices);
+                free(g);
+        }
+}
+
+PciDevice *const *topology_group(Topology *t, int group, size_t *ret_n) {
+        GroupMembers *g = group >= 0 ? intmap_get(&t->groups, (uint64_t) group) : NULL;
+        *ret_n = g ? g->n : 0;
+        return g ? g->devices : NULL;
+}
+
 Topology *topology_free(Topology *t) {
         if (!t)
                 return NULL;
+        for (size_t i = 0; i < t->groups.capacity; i++) {
+                GroupMembers *g = t->groups.values ? t->groups.values[i] : NULL;
+                if (g) {
+                        free(g->devices);
+                        free(g);
+                }
+        }
+        intmap_done(&t->groups);
         for (size_t i = 0; i < t->n_devices; i++)
                 device_free(t, t->devices[i]);
         free(t->devices);
@@ -102,6 +165,19 @@ int topology_put(Topology *t, const PciDeviceInfo *info, PciDevice **ret) {
                  * the bridge index. */
                 if (d->info.is_bridge != copy.is_bridge || d->info.secondary_bus != copy.secondary_bus)
                         t->bridges_dirty = true;
+                int old_group = d->info.iommu_group;
+                if (old_group != copy.iommu_group) {
+                        group_remove(t, d, old_group);
+                        /* Before the swap: on failure d keeps its old info. */
+                        d->info.iommu_group = copy.iommu_group;
+                        r = group_add(t, d);
+                        if (r < 0) {
+                                d->info.iommu_group = old_group;
+                                (void) group_add(t, d);
+                                pci_device_info_done(&copy);
+                                return r;
+                        }
+                }
                 pci_device_info_done(&d->info);
                 d->info = copy;
                 if (ret)
@@ -126,13 +202,22 @@ int topology_put(Topology *t, const PciDeviceInfo *info, PciDevice **ret) {
                 return -ENOMEM;
         }
         d->info = copy;
+        pci_address_format(&d->info.address, d->address);
+        d->excluded = -1;
+        r = group_add(t, d);
+        if (r < 0) {
+                pci_device_info_done(&d->info);
+                free(d);
+                return r;
+        }
 
         /* Machines are mostly enumerated in address order, so this is
          * usually an append. */
         memmove(t->devices + i + 1, t->devices + i, (t->n_devices - i) * sizeof(PciDevice *));
         t->devices[i] = d;
         t->n_devices++;
-        t->bridges_dirty = true;
+        if (d->info.is_bridge)
+                t->bridges_dirty = true;
         if (ret)
                 *ret = d;
         return 1;
@@ -145,10 +230,13 @@ int topology_remove(Topology *t, const PciAddress *a) {
         if (i >= t->n_devices || pci_address_key(&t->devices[i]->info.address) != key)
                 return -ENOENT;
 
-        device_free(t, t->devices[i]);
+        PciDevice *d = t->devices[i];
+        if (d->info.is_bridge)
+                t->bridges_dirty = true;
+        group_remove(t, d, d->info.iommu_group);
+        device_free(t, d);
         memmove(t->devices + i, t->devices + i + 1, (t->n_devices - i - 1) * sizeof(PciDevice *));
         t->n_devices--;
-        t->bridges_dirty = true;
         return 0;
 }
 
@@ -270,29 +358,36 @@ static int device_ptr_compare(const void *a, const void *b) {
                                    &(*(PciDevice *const *) b)->info.address);
 }
 
-int topology_affected(Topology *t, const PciDevice *d, PciDevice ***ret, size_t *ret_n) {
+int topology_scope_members(Topology *t, uint16_t domain, uint8_t bus, int slot, PciDevice ***ret, size_t *ret_n) {
         Collect c = {};
-        int r;
-
-        switch (topology_reset_scope(t, d)) {
-        case RESET_SCOPE_NONE:
-                r = collect_push(&c, (PciDevice *) d);
-                break;
-        case RESET_SCOPE_SLOT:
-                r = collect_bus(t, &c, d->info.address.domain, d->info.address.bus, d->info.address.slot);
-                break;
-        case RESET_SCOPE_BUS:
-        default:
-                r = collect_bus(t, &c, d->info.address.domain, d->info.address.bus, -1);
-                break;
-        }
+        int r = collect_bus(t, &c, domain, bus, slot);
         if (r < 0) {
                 free(c.items);
                 return r;
         }
-
+        /* The walk puts each bridge's subtree right after the bridge. */
         qsort(c.items, c.n, sizeof(PciDevice *), device_ptr_compare);
         *ret = c.items;
         *ret_n = c.n;
         return 0;
+}
+
+int topology_affected(Topology *t, const PciDevice *d, PciDevice ***ret, size_t *ret_n) {
+        switch (topology_reset_scope(t, d)) {
+        case RESET_SCOPE_NONE: {
+                PciDevice **l = malloc(sizeof(PciDevice *));
+                if (!l)
+                        return -ENOMEM;
+                l[0] = (PciDevice *) d;
+                *ret = l;
+                *ret_n = 1;
+                return 0;
+        }
+        case RESET_SCOPE_SLOT:
+                return topology_scope_members(t, d->info.address.domain, d->info.address.bus, d->info.address.slot,
+                                              ret, ret_n);
+        case RESET_SCOPE_BUS:
+        default:
+                return topology_scope_members(t, d->info.address.domain, d->info.address.bus, -1, ret, ret_n);
+        }
 }

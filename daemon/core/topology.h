@@ -5,14 +5,24 @@
 #pragma once
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "pci-device.h"
 
 typedef struct Topology Topology;
 
+struct ResetDomain;
+
 typedef struct PciDevice {
         PciDeviceInfo info;
-        void *userdata; /* owned by the layer above; see topology_new() */
+        char address[PCI_ADDRESS_STRING_MAX]; /* info.address, formatted once */
+
+        /* Kept by the layers above; the table only carries them. */
+        struct ResetDomain *domain; /* the reset this device triggers (reset-domain.h); NULL: none */
+        const void *holder;         /* the context it is attached to (context.c); NULL: none */
+        int8_t excluded;            /* the policy excludes it: 1, 0, or -1 not known yet (manager.c) */
+        uint32_t queued;            /* 1 + its index in the publish queue; 0: not queued (manager.c) */
+        void *userdata;             /* the bus object (bus/device-dbus.c) */
 } PciDevice;
 
 typedef enum ResetScope {
@@ -30,13 +40,17 @@ static inline void topology_freep(Topology **t) {
         topology_free(*t);
 }
 
-/* Copies info in, replacing a device at the same address (its userdata is
- * kept). */
+/* Copies info in, replacing a device at the same address (the device keeps
+ * its identity and what the layers above keep in it). Returns 1 for a new
+ * device, 0 for a replaced one. */
 int topology_put(Topology *t, const PciDeviceInfo *info, PciDevice **ret);
 /* -ENOENT when there is no such device. */
 int topology_remove(Topology *t, const PciAddress *a);
 
 PciDevice *topology_get(Topology *t, const PciAddress *a);
+/* The devices of an IOMMU group (n = 0 for none or group < 0). The array
+ * belongs to the table and changes with it. */
+PciDevice *const *topology_group(Topology *t, int group, size_t *ret_n);
 size_t topology_size(const Topology *t);
 /* Devices in address order, 0 <= i < topology_size(). */
 PciDevice *topology_at(Topology *t, size_t i);
@@ -50,3 +64,7 @@ ResetScope topology_reset_scope(Topology *t, const PciDevice *d);
  * (bridges too). For RESET_SCOPE_NONE only d itself. The array is
  * allocated; the devices stay owned by the table. */
 int topology_affected(Topology *t, const PciDevice *d, PciDevice ***ret, size_t *ret_n);
+
+/* The devices of one bus (slot >= 0: of one slot of it) and of every bus
+ * below them, in address order: what one hot reset hits. */
+int topology_scope_members(Topology *t, uint16_t domain, uint8_t bus, int slot, PciDevice ***ret, size_t *ret_n);
