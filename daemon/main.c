@@ -14,6 +14,7 @@
 #include "config.h"
 #include "log.h"
 #include "machine-file.h"
+#include "manager-dbus.h"
 #include "manager.h"
 #include "policy.h"
 #include "util.h"
@@ -216,9 +217,20 @@ static int dump_machine(Manager *m) {
         return 0;
 }
 
+/* sd-bus delivers org.freedesktop.DBus.Local.Disconnected when the
+ * connection to the bus is gone (dbus-daemon stopped or restarted, or it
+ * dropped us). The match is local: nothing is registered on the bus. It
+ * returns 0 so that sd-bus goes on to end the loop (exit on disconnect). */
+static int on_bus_disconnected(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        bool *lost = userdata;
+        *lost = true;
+        return 0;
+}
+
 static int run(int argc, char *argv[]) {
         _cleanup_(manager_freep) Manager *m = NULL;
         sd_event *e = NULL;
+        bool bus_lost = false;
         int r;
 
         r = parse_argv(argc, argv);
@@ -270,8 +282,18 @@ static int run(int argc, char *argv[]) {
         r = manager_connect_bus(m);
         if (r < 0)
                 return r;
-        /* Exit when the bus goes away; systemd restarts us. */
-        (void) sd_bus_set_exit_on_disconnect(m->bus, true);
+        /* Exit when the bus goes away, with a failure status: the service
+         * has Restart=on-failure, and without a bus no client can reach the
+         * daemon. sd-bus ends the loop with sd_event_exit(EXIT_FAILURE);
+         * the match tells it apart from SIGTERM/SIGINT (exit code 0) by
+         * itself, whatever code ended the loop. */
+        r = sd_bus_match_signal(m->bus, NULL, NULL, "/org/freedesktop/DBus/Local", "org.freedesktop.DBus.Local",
+                                "Disconnected", on_bus_disconnected, &bus_lost);
+        if (r < 0)
+                return log_error_errno(r, "Failed to watch the bus connection: %m");
+        r = sd_bus_set_exit_on_disconnect(m->bus, true);
+        if (r < 0)
+                return log_error_errno(r, "Failed to make the bus connection's end stop the daemon: %m");
 
         log_info("hotresetd %s running on the %s backend%s, %zu PCI devices.", HOTRESETD_VERSION, m->backend->name,
                  m->backend->emulated ? " (EMULATED kernel: no real device is touched)" : "",
@@ -283,6 +305,9 @@ static int run(int argc, char *argv[]) {
         (void) sd_notify(false, "STOPPING=1");
         if (r < 0)
                 return log_error_errno(r, "Event loop failed: %m");
+        if (bus_lost || r != 0)
+                return log_error_errno(ECONNRESET, "Lost the connection to the system bus; exiting with failure "
+                                                   "so that the service manager starts hotresetd again.");
         log_info("hotresetd stopped.");
         return 0;
 }
