@@ -5,6 +5,7 @@
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
 #include <systemd/sd-daemon.h>
@@ -217,6 +218,35 @@ static int dump_machine(Manager *m) {
         return 0;
 }
 
+/* Every lease holds an iommufd (or a vfio container) and one file per
+ * device, a legacy-model lease one per IOMMU group too, and a reset in
+ * progress its own duplicates of them. The soft limit's usual 1024 exists
+ * for programs that use select(); this one never does (sd-event is epoll,
+ * sd-bus and libudev poll), so take all the hard limit allows, as systemd's
+ * own services do. The service sets the hard limit (LimitNOFILE=). */
+static void raise_nofile_limit(void) {
+        struct rlimit rl;
+
+        if (getrlimit(RLIMIT_NOFILE, &rl) < 0) {
+                log_warning_errno(errno, "Failed to read the open file limit (RLIMIT_NOFILE), leaving it: %m");
+                return;
+        }
+        if (rl.rlim_cur >= rl.rlim_max) {
+                log_info("Open file limit (RLIMIT_NOFILE): %ju.", (uintmax_t) rl.rlim_cur);
+                return;
+        }
+        rlim_t soft = rl.rlim_cur;
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0) {
+                log_warning_errno(errno, "Failed to raise the open file limit (RLIMIT_NOFILE) from %ju to %ju, "
+                                         "keeping %ju: %m",
+                                  (uintmax_t) soft, (uintmax_t) rl.rlim_max, (uintmax_t) soft);
+                return;
+        }
+        log_info("Raised the open file limit (RLIMIT_NOFILE) from %ju to the hard limit, %ju.", (uintmax_t) soft,
+                 (uintmax_t) rl.rlim_max);
+}
+
 /* sd-bus delivers org.freedesktop.DBus.Local.Disconnected when the
  * connection to the bus is gone (dbus-daemon stopped or restarted, or it
  * dropped us). The match is local: nothing is registered on the bus. It
@@ -236,6 +266,8 @@ static int run(int argc, char *argv[]) {
         r = parse_argv(argc, argv);
         if (r <= 0)
                 return r;
+
+        raise_nofile_limit();
 
         r = sd_event_default(&e);
         if (r < 0)

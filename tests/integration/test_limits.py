@@ -5,7 +5,8 @@
 - the system bus goes away (dbus-daemon killed or stopped): the daemon
   exits with a failure status and says why, so that the service's
   Restart=on-failure starts it again (SIGTERM and SIGINT exit 0:
-  test_lifecycle.py, and every test's teardown).
+  test_lifecycle.py, and every test's teardown);
+- at start it raises its soft RLIMIT_NOFILE to the hard limit, and logs it.
 """
 
 import os
@@ -101,6 +102,24 @@ class BusLossTest(LeaseTestCase):
 
     def test_bus_stopped(self):
         self._bus_goes(lambda p: p.send_signal(signal.SIGTERM))
+
+
+# ---------------------------------------------------------------------------
+# RLIMIT_NOFILE at start
+
+
+class NofileStartTest(harness.HotresetdTestCase):
+    MACHINE = None
+
+    def test_soft_limit_raised_to_hard(self):
+        d = start_limited_daemon(self.env, load_machine('leases.json'), (100, 300))
+        self.assertEqual(nofile_limits(d.proc.pid), (300, 300))
+        self.assertIn('Raised the open file limit (RLIMIT_NOFILE) from 100 to the hard limit, 300.', d.log())
+
+    def test_soft_limit_at_hard(self):
+        d = start_limited_daemon(self.env, load_machine('leases.json'), (200, 200))
+        self.assertEqual(nofile_limits(d.proc.pid), (200, 200))
+        self.assertIn('Open file limit (RLIMIT_NOFILE): 200.', d.log())
 
 if __name__ == '__main__':
     harness.main()
