@@ -40,6 +40,17 @@ Policy *policy_new_default(void) {
         if (!p)
                 return NULL;
         p->unleased_hot_reset = true;
+        /* A lease costs the daemon files (an iommufd or a container, one
+         * per device), memory and, while it follows its owner's bus
+         * connection, a match on the bus; and every unprivileged user who
+         * polkit lets acquire could otherwise make it hold leases until it
+         * runs out of them, refusing everyone else. One lease per VM is the
+         * usual use, so 64 is far more than one user's VMs with passed
+         * through devices need at once, yet 64 leases of a few users stay
+         * far below the daemon's LimitNOFILE=. Root is exempt (its callers
+         * are the administrator's tools); ContextsPerUser= sets another
+         * value, 0 none. */
+        p->limits[POLICY_LIMIT_CONTEXTS_PER_USER] = POLICY_DEFAULT_CONTEXTS_PER_USER;
         return p;
 }
 

@@ -59,7 +59,12 @@ typedef struct Policy {
         char *unleased_origin;
 } Policy;
 
-/* The built-in defaults: every device, no limits, unleased resets on. */
+/* The built-in ContextsPerUser=: what one user other than root may hold
+ * when no policy file says otherwise (see policy_new_default()). */
+#define POLICY_DEFAULT_CONTEXTS_PER_USER 64u
+
+/* The built-in defaults: every device, no limits but ContextsPerUser=
+ * (POLICY_DEFAULT_CONTEXTS_PER_USER), unleased resets on. */
 Policy *policy_new_default(void);
 Policy *policy_free(Policy *p);
 static inline void policy_freep(Policy **p) {

@@ -6,7 +6,9 @@
   exits with a failure status and says why, so that the service's
   Restart=on-failure starts it again (SIGTERM and SIGINT exit 0:
   test_lifecycle.py, and every test's teardown);
-- at start it raises its soft RLIMIT_NOFILE to the hard limit, and logs it.
+- at start it raises its soft RLIMIT_NOFILE to the hard limit, and logs it;
+- the built-in ContextsPerUser=64 for users other than root (real polkitd;
+  needs root, skipped otherwise), and ContextsPerUser=0 lifting it.
 """
 
 import os
@@ -120,6 +122,76 @@ class NofileStartTest(harness.HotresetdTestCase):
         d = start_limited_daemon(self.env, load_machine('leases.json'), (200, 200))
         self.assertEqual(nofile_limits(d.proc.pid), (200, 200))
         self.assertIn('Open file limit (RLIMIT_NOFILE): 200.', d.log())
+
+
+# ---------------------------------------------------------------------------
+# The built-in ContextsPerUser=
+
+
+LIMIT_RULES = r'''
+polkit.addRule(function(action, subject) {
+    if (action.id.indexOf("org.hotresetd.") == 0 && subject.user == "hrd-yes")
+        return polkit.Result.YES;
+    return polkit.Result.NOT_HANDLED;
+});
+'''
+
+DEFAULT_CONTEXTS_PER_USER = 64
+
+
+class DefaultContextLimitTests:
+    MACHINE = load_machine('leases.json')
+    POLKIT_RULES = {'10-hotresetd-limits.rules': LIMIT_RULES}
+
+    def setUp(self):
+        why = harness.polkit_missing()
+        if why:
+            self.skipTest(why)
+        super().setUp()
+        self.env.allow_other_users()
+        self.user = harness.ensure_user('hrd-yes')
+
+    def user_client(self):
+        return self.client(f'hrd-yes-{len(self.clients) + 1}', user=self.user)
+
+
+class DefaultContextLimitTest(DefaultContextLimitTests, LeaseTestCase):
+
+    def test_built_in_limit(self):
+        self.assertEqual(self.env.manager_property('Limits')['ContextsPerUser'], DEFAULT_CONTEXTS_PER_USER)
+        c = self.user_client()
+        paths = [c.create_context() for _ in range(DEFAULT_CONTEXTS_PER_USER)]
+        err = c.error(ROOT_PATH, MANAGER_IFACE, 'CreateContext', 'a{sv}', {})
+        self.assertEqual(err.name, ERR_RATE_LIMITED, err.message)
+        for s in (f'holds {DEFAULT_CONTEXTS_PER_USER} contexts',
+                  f'ContextsPerUser={DEFAULT_CONTEXTS_PER_USER} (built-in default)', 'Context.Release'):
+            self.assertIn(s, err.message)
+        self.daemon.wait_log(f'refused a new context to uid {self.user[0]}')
+        self.assertEqual(len(self.context_paths()), DEFAULT_CONTEXTS_PER_USER)
+        # Another connection of the same user counts too.
+        d = self.user_client()
+        self.assertEqual(d.error(ROOT_PATH, MANAGER_IFACE, 'CreateContext', 'a{sv}', {}).name, ERR_RATE_LIMITED)
+        # Root is exempt.
+        root = self.client('root')
+        root.create_context()
+        # A release makes room for one.
+        c.call(paths[0], CONTEXT_IFACE, 'Release')
+        d.create_context()
+        self.assertEqual(c.error(ROOT_PATH, MANAGER_IFACE, 'CreateContext', 'a{sv}', {}).name, ERR_RATE_LIMITED)
+
+
+class NoContextLimitTest(DefaultContextLimitTests, LeaseTestCase):
+    CONFIG = '''\
+        [Limits]
+        ContextsPerUser=0
+        '''
+
+    def test_limit_lifted(self):
+        self.assertEqual(self.env.manager_property('Limits')['ContextsPerUser'], 0)
+        c = self.user_client()
+        for _ in range(DEFAULT_CONTEXTS_PER_USER + 6):
+            c.create_context()
+        self.assertEqual(len(self.context_paths()), DEFAULT_CONTEXTS_PER_USER + 6)
 
 if __name__ == '__main__':
     harness.main()
