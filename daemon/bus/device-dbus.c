@@ -13,30 +13,42 @@
 #include "log.h"
 #include "util.h"
 
-/* What a device last told the bus, to signal exactly what changed. */
+/* What a device last told the bus, to signal exactly what changed. One per
+ * device, so small: the strings are kept as 64-bit hashes, not copies. */
 typedef struct DeviceObject {
         Manager *manager;
         bool announced; /* InterfacesAdded sent */
-        char *driver;
-        int iommu_group;
-        char *cdev_path;
-        char **reset_methods;
-        ResetScope scope;
-        uint32_t domain_key; /* DOMAIN_NONE: no hot reset */
-        uint64_t domain_generation;
         bool possible;
+        uint8_t scope;  /* ResetScope */
+        int iommu_group;
+        uint32_t domain_key; /* DOMAIN_NONE: no hot reset */
+        uint64_t driver_hash, cdev_path_hash, reset_methods_hash;
+        uint64_t domain_generation;
         uint64_t holder_id; /* 0: nobody */
 } DeviceObject;
 
 #define DOMAIN_NONE UINT32_MAX
 
 static void device_object_free(DeviceObject *o) {
-        if (!o)
-                return;
-        free(o->driver);
-        free(o->cdev_path);
-        strv_free(o->reset_methods);
         free(o);
+}
+
+/* FNV-1a; NULL and "" hash differently. */
+static uint64_t hash_string(uint64_t h, const char *s) {
+        if (!s)
+                return h ^ UINT64_C(0x9e3779b97f4a7c15);
+        for (; *s; s++)
+                h = (h ^ (uint8_t) *s) * UINT64_C(0x100000001b3);
+        return (h ^ 0xff) * UINT64_C(0x100000001b3); /* the end of the string */
+}
+
+#define HASH_SEED UINT64_C(0xcbf29ce484222325)
+
+static uint64_t hash_strv(char **l) {
+        uint64_t h = HASH_SEED;
+        for (size_t i = 0; l && l[i]; i++)
+                h = hash_string(h, l[i]);
+        return l ? h : 0;
 }
 
 char *device_object_path(const PciAddress *a, char buf[static DEVICE_PATH_MAX]) {
@@ -345,15 +357,6 @@ void device_objects_free(Manager *m) {
         }
 }
 
-static int dup_str(char **dst, const char *src) {
-        char *c = NULL;
-        if (src && !(c = strdup(src)))
-                return -ENOMEM;
-        free(*dst);
-        *dst = c;
-        return 0;
-}
-
 int device_object_publish(Manager *m, PciDevice *d, bool silent) {
         DeviceObject *o = d->userdata;
         const char *changed[16];
@@ -375,6 +378,9 @@ int device_object_publish(Manager *m, PciDevice *d, bool silent) {
         Context *holder = manager_holder_of(m, d);
         uint64_t holder_id = holder ? holder->id : 0;
         bool possible = reset_domain_possible(d, holder);
+        uint64_t driver_hash = hash_string(HASH_SEED, d->info.driver);
+        uint64_t cdev_path_hash = hash_string(HASH_SEED, d->info.cdev_path);
+        uint64_t reset_methods_hash = hash_strv(d->info.reset_methods);
 
         if (o->announced) {
 #define CHANGED(cond, name)                \
@@ -382,10 +388,10 @@ int device_object_publish(Manager *m, PciDevice *d, bool silent) {
                 if (cond)                  \
                         changed[n++] = name; \
         } while (0)
-                CHANGED(!streq_ptr(o->driver, d->info.driver), "Driver");
+                CHANGED(o->driver_hash != driver_hash, "Driver");
                 CHANGED(o->iommu_group != d->info.iommu_group, "IommuGroup");
-                CHANGED(!streq_ptr(o->cdev_path, d->info.cdev_path), "CdevPath");
-                CHANGED(!strv_equal(o->reset_methods, d->info.reset_methods), "ResetMethods");
+                CHANGED(o->cdev_path_hash != cdev_path_hash, "CdevPath");
+                CHANGED(o->reset_methods_hash != reset_methods_hash, "ResetMethods");
                 CHANGED(o->scope != scope, "ResetScope");
                 CHANGED(o->domain_key != domain_key, "ResetDomain");
                 CHANGED(o->domain_key != domain_key || o->domain_generation != generation, "Affected");
@@ -396,19 +402,11 @@ int device_object_publish(Manager *m, PciDevice *d, bool silent) {
 
         /* Take the new snapshot before emitting, so a failure to emit does
          * not make the next pass signal the same change twice. */
-        if (!streq_ptr(o->driver, d->info.driver) && (r = dup_str(&o->driver, d->info.driver)) < 0)
-                return r;
-        if (!streq_ptr(o->cdev_path, d->info.cdev_path) && (r = dup_str(&o->cdev_path, d->info.cdev_path)) < 0)
-                return r;
-        if (!strv_equal(o->reset_methods, d->info.reset_methods)) {
-                char **l = NULL;
-                if (d->info.reset_methods && !(l = strv_copy(d->info.reset_methods)))
-                        return -ENOMEM;
-                strv_free(o->reset_methods);
-                o->reset_methods = l;
-        }
+        o->driver_hash = driver_hash;
+        o->cdev_path_hash = cdev_path_hash;
+        o->reset_methods_hash = reset_methods_hash;
         o->iommu_group = d->info.iommu_group;
-        o->scope = scope;
+        o->scope = (uint8_t) scope;
         o->domain_key = domain_key;
         o->domain_generation = generation;
         o->possible = possible;

@@ -176,15 +176,13 @@ char *context_describe(Context *c) {
 /* The first device of d's IOMMU group bound to a driver that makes the
  * group unusable for vfio, or NULL. */
 static PciDevice *group_blocker(Manager *m, const PciDevice *d) {
-        size_t n;
-        PciDevice *const *members = topology_group(m->topology, d->info.iommu_group, &n);
         PciDevice *first = NULL;
 
         /* The lowest address, as a walk of the table would find it. */
-        for (size_t i = 0; i < n; i++)
-                if (!driver_keeps_group_viable(members[i]->info.driver) &&
-                    (!first || pci_address_compare(&members[i]->info.address, &first->info.address) < 0))
-                        first = members[i];
+        for (PciDevice *x = topology_group_first(m->topology, d->info.iommu_group); x; x = x->group_next)
+                if (!driver_keeps_group_viable(x->info.driver) &&
+                    (!first || pci_address_compare(&x->info.address, &first->info.address) < 0))
+                        first = x;
         return first;
 }
 

@@ -271,10 +271,8 @@ Context *manager_holder_of(Manager *m, const PciDevice *d) {
 
 /* Every device of the group may now have another holder. */
 static void group_holder_changed(Manager *m, int group) {
-        size_t n;
-        PciDevice *const *members = topology_group(m->topology, group, &n);
-        for (size_t i = 0; i < n; i++)
-                manager_device_holder_changed(m, members[i]);
+        for (PciDevice *x = topology_group_first(m->topology, group); x; x = x->group_next)
+                manager_device_holder_changed(m, x);
 }
 
 int manager_group_owner_ref(Manager *m, int group, Context *c) {

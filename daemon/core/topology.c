@@ -6,12 +6,6 @@
 #include "topology.h"
 #include "util.h"
 
-/* The devices of one IOMMU group. */
-typedef struct GroupMembers {
-        PciDevice **devices;
-        size_t n, allocated;
-} GroupMembers;
-
 struct Topology {
         PciDevice **devices; /* sorted by address */
         size_t n_devices, n_allocated;
@@ -23,7 +17,7 @@ struct Topology {
         size_t n_bridges;
         bool bridges_dirty;
 
-        IntMap groups; /* group number -> GroupMembers */
+        IntMap groups; /* group number -> the first PciDevice of the group (linked by group_next) */
 };
 
 const char *reset_scope_to_string(ResetScope s) {
@@ -51,66 +45,88 @@ static void device_free(Topology *t, PciDevice *d) {
                 return;
         if (d->userdata && t->free_userdata)
                 t->free_userdata(d->userdata);
-        pci_device_info_done(&d->info);
+        free(d->info_strings);
         free(d);
 }
 
+/* A copy of info whose strings (driver, cdev path, reset methods) all live
+ * in one allocation, *ret_block: a table of tens of thousands of devices
+ * pays one allocation per device for them, not five. */
+static int info_pack(const PciDeviceInfo *src, PciDeviceInfo *dst, char **ret_block) {
+        size_t n_methods = strv_length(src->reset_methods);
+        size_t size = (src->reset_methods ? (n_methods + 1) * sizeof(char *) : 0) +
+                      (src->driver ? strlen(src->driver) + 1 : 0) + (src->cdev_path ? strlen(src->cdev_path) + 1 : 0);
+        for (size_t i = 0; i < n_methods; i++)
+                size += strlen(src->reset_methods[i]) + 1;
+
+        char *block = size ? malloc(size) : NULL;
+        if (size && !block)
+                return -ENOMEM;
+
+        PciDeviceInfo c = *src;
+        char *p = block;
+        if (src->reset_methods) {
+                /* The pointer table first: it needs the block's alignment. */
+                c.reset_methods = (char **) (void *) p;
+                p += (n_methods + 1) * sizeof(char *);
+                for (size_t i = 0; i < n_methods; i++) {
+                        c.reset_methods[i] = p;
+                        p = stpcpy(p, src->reset_methods[i]) + 1;
+                }
+                c.reset_methods[n_methods] = NULL;
+        }
+        if (src->driver) {
+                c.driver = p;
+                p = stpcpy(p, src->driver) + 1;
+        }
+        if (src->cdev_path) {
+                c.cdev_path = p;
+                p = stpcpy(p, src->cdev_path) + 1;
+        }
+        *dst = c;
+        *ret_block = block;
+        return 0;
+}
+
+/* The devices of a group are a list through the devices themselves: no
+ * allocation per device, and a group of one (every SR-IOV VF) costs one
+ * map entry. */
 static int group_add(Topology *t, PciDevice *d) {
         int group = d->info.iommu_group;
         if (group < 0)
                 return 0;
-        GroupMembers *g = intmap_get(&t->groups, (uint64_t) group);
-        if (!g) {
-                g = calloc(1, sizeof(GroupMembers));
-                if (!g || intmap_put(&t->groups, (uint64_t) group, g) < 0) {
-                        free(g);
-                        return -ENOMEM;
-                }
+        PciDevice *first = intmap_get(&t->groups, (uint64_t) group);
+        d->group_next = first;
+        if (intmap_put(&t->groups, (uint64_t) group, d) < 0) {
+                d->group_next = NULL;
+                return -ENOMEM;
         }
-        if (g->n == g->allocated) {
-                size_t n = g->allocated ? g->allocated * 2 : 4;
-                PciDevice **nd = realloc(g->devices, n * sizeof(PciDevice *));
-                if (!nd)
-                        return -ENOMEM;
-                g->devices = nd;
-                g->allocated = n;
-        }
-        g->devices[g->n++] = d;
         return 0;
 }
 
 static void group_remove(Topology *t, PciDevice *d, int group) {
-        GroupMembers *g = group >= 0 ? intmap_get(&t->groups, (uint64_t) group) : NULL;
-        if (!g)
-                return;
-        for (size_t i = 0; i < g->n; i++)
-                if (g->devices[i] == d) {
-                        g->devices[i] = g->devices[--g->n];
-                        break;
-                }
-        if (g->n == 0) {
-                intmap_remove(&t->groups, (uint64_t) group);
-                free(g->devices);
-                free(g);
-        }
+        PciDevice *first = group >= 0 ? intmap_get(&t->groups, (uint64_t) group) : NULL;
+        if (first == d) {
+                if (d->group_next)
+                        (void) intmap_put(&t->groups, (uint64_t) group, d->group_next); /* replaces: no allocation */
+                else
+                        intmap_remove(&t->groups, (uint64_t) group);
+        } else
+                for (PciDevice *x = first; x; x = x->group_next)
+                        if (x->group_next == d) {
+                                x->group_next = d->group_next;
+                                break;
+                        }
+        d->group_next = NULL;
 }
 
-PciDevice *const *topology_group(Topology *t, int group, size_t *ret_n) {
-        GroupMembers *g = group >= 0 ? intmap_get(&t->groups, (uint64_t) group) : NULL;
-        *ret_n = g ? g->n : 0;
-        return g ? g->devices : NULL;
+PciDevice *topology_group_first(Topology *t, int group) {
+        return group >= 0 ? intmap_get(&t->groups, (uint64_t) group) : NULL;
 }
 
 Topology *topology_free(Topology *t) {
         if (!t)
                 return NULL;
-        for (size_t i = 0; i < t->groups.capacity; i++) {
-                GroupMembers *g = t->groups.values ? t->groups.values[i] : NULL;
-                if (g) {
-                        free(g->devices);
-                        free(g);
-                }
-        }
         intmap_done(&t->groups);
         for (size_t i = 0; i < t->n_devices; i++)
                 device_free(t, t->devices[i]);
@@ -151,11 +167,12 @@ PciDevice *topology_at(Topology *t, size_t i) {
 
 int topology_put(Topology *t, const PciDeviceInfo *info, PciDevice **ret) {
         PciDeviceInfo copy;
+        _cleanup_free_ char *block = NULL;
         uint32_t key = pci_address_key(&info->address);
         size_t i = lower_bound(t, key);
         int r;
 
-        r = pci_device_info_copy(&copy, info);
+        r = info_pack(info, &copy, &block);
         if (r < 0)
                 return r;
 
@@ -174,11 +191,11 @@ int topology_put(Topology *t, const PciDeviceInfo *info, PciDevice **ret) {
                         if (r < 0) {
                                 d->info.iommu_group = old_group;
                                 (void) group_add(t, d);
-                                pci_device_info_done(&copy);
                                 return r;
                         }
                 }
-                pci_device_info_done(&d->info);
+                free(d->info_strings);
+                d->info_strings = TAKE_PTR(block);
                 d->info = copy;
                 if (ret)
                         *ret = d;
@@ -188,28 +205,24 @@ int topology_put(Topology *t, const PciDeviceInfo *info, PciDevice **ret) {
         if (t->n_devices == t->n_allocated) {
                 size_t n = t->n_allocated ? t->n_allocated * 2 : 64;
                 PciDevice **nd = realloc(t->devices, n * sizeof(PciDevice *));
-                if (!nd) {
-                        pci_device_info_done(&copy);
+                if (!nd)
                         return -ENOMEM;
-                }
                 t->devices = nd;
                 t->n_allocated = n;
         }
 
         PciDevice *d = calloc(1, sizeof(PciDevice));
-        if (!d) {
-                pci_device_info_done(&copy);
+        if (!d)
                 return -ENOMEM;
-        }
         d->info = copy;
         pci_address_format(&d->info.address, d->address);
         d->excluded = -1;
         r = group_add(t, d);
         if (r < 0) {
-                pci_device_info_done(&d->info);
                 free(d);
                 return r;
         }
+        d->info_strings = TAKE_PTR(block);
 
         /* Machines are mostly enumerated in address order, so this is
          * usually an append. */
@@ -367,6 +380,12 @@ int topology_scope_members(Topology *t, uint16_t domain, uint8_t bus, int slot, 
         }
         /* The walk puts each bridge's subtree right after the bridge. */
         qsort(c.items, c.n, sizeof(PciDevice *), device_ptr_compare);
+        /* Kept for as long as the domain lives: no slack. */
+        if (c.n > 0 && c.n < c.allocated) {
+                PciDevice **fit = realloc(c.items, c.n * sizeof(PciDevice *));
+                if (fit)
+                        c.items = fit;
+        }
         *ret = c.items;
         *ret_n = c.n;
         return 0;

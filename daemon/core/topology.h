@@ -14,7 +14,8 @@ typedef struct Topology Topology;
 struct ResetDomain;
 
 typedef struct PciDevice {
-        PciDeviceInfo info;
+        PciDeviceInfo info; /* its strings live in info_strings: never free or replace them */
+        char *info_strings;
         char address[PCI_ADDRESS_STRING_MAX]; /* info.address, formatted once */
 
         /* Kept by the layers above; the table only carries them. */
@@ -23,6 +24,8 @@ typedef struct PciDevice {
         int8_t excluded;            /* the policy excludes it: 1, 0, or -1 not known yet (manager.c) */
         uint32_t queued;            /* 1 + its index in the publish queue; 0: not queued (manager.c) */
         void *userdata;             /* the bus object (bus/device-dbus.c) */
+
+        struct PciDevice *group_next; /* the next device of its IOMMU group (topology.c) */
 } PciDevice;
 
 typedef enum ResetScope {
@@ -48,9 +51,9 @@ int topology_put(Topology *t, const PciDeviceInfo *info, PciDevice **ret);
 int topology_remove(Topology *t, const PciAddress *a);
 
 PciDevice *topology_get(Topology *t, const PciAddress *a);
-/* The devices of an IOMMU group (n = 0 for none or group < 0). The array
- * belongs to the table and changes with it. */
-PciDevice *const *topology_group(Topology *t, int group, size_t *ret_n);
+/* The first device of an IOMMU group (NULL for none or group < 0); the
+ * others follow through group_next, in no particular order. */
+PciDevice *topology_group_first(Topology *t, int group);
 size_t topology_size(const Topology *t);
 /* Devices in address order, 0 <= i < topology_size(). */
 PciDevice *topology_at(Topology *t, size_t i);
