@@ -13,6 +13,7 @@
 #include "access.h"
 #include "backend-linux.h"
 #include "config.h"
+#include "errors.h"
 #include "log.h"
 #include "machine-file.h"
 #include "manager-dbus.h"
@@ -268,6 +269,9 @@ static int run(int argc, char *argv[]) {
                 return r;
 
         raise_nofile_limit();
+        /* Read now: once the files run out, /proc/sys/fs/file-max can no
+         * longer be opened to name it in the error. */
+        bus_error_read_file_limits();
 
         r = sd_event_default(&e);
         if (r < 0)

@@ -29,5 +29,14 @@ int bus_error_not_in_dev_set(sd_bus_error *error, const PciDeviceInfo *d, const 
 /* A kernel call failed for a reason the daemon has no better name for.
  * sd_bus_error_set_errnof() would turn EINVAL into InvalidArgs and EPERM
  * into AccessDenied, blaming the caller for the kernel's answer; this says
- * org.freedesktop.DBus.Error.Failed (NoMemory for ENOMEM). Returns -err. */
+ * org.freedesktop.DBus.Error.Failed (NoMemory for ENOMEM). Running out of
+ * files is not the caller's fault either, but the caller can act on it:
+ * EMFILE and ENFILE are LimitsExceeded, the message (fmt, then the limit:
+ * the daemon's RLIMIT_NOFILE or the system's fs.file-max, and what to do)
+ * is also logged as a warning, rate-limited. Returns -err. Thread-safe
+ * (reset jobs call it from their worker). */
 int bus_error_kernel(sd_bus_error *error, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* Reads the system-wide file limit (/proc/sys/fs/file-max) for the ENFILE
+ * message. Called once at start: when files run out, it cannot be opened. */
+void bus_error_read_file_limits(void);

@@ -7,6 +7,15 @@
   Restart=on-failure starts it again (SIGTERM and SIGINT exit 0:
   test_lifecycle.py, and every test's teardown);
 - at start it raises its soft RLIMIT_NOFILE to the hard limit, and logs it;
+- out of open files (the daemon started under `prlimit --nofile=64:64`),
+  in the cdev and in the legacy group model: CreateContext, AttachDevice
+  and Manager.HotReset are refused with
+  org.freedesktop.DBus.Error.LimitsExceeded, the message names
+  RLIMIT_NOFILE and its value and what to do, a warning is logged per
+  refusal; after a release the same calls work again, and once every lease
+  is gone the daemon has exactly the files it had before. OpenDevice,
+  OpenIommufd and Context.HotReset must answer the same way (expected
+  failures until bus/context-dbus.c maps the duplicates' EMFILE);
 - the built-in ContextsPerUser=64 for users other than root (real polkitd;
   needs root, skipped otherwise), and ContextsPerUser=0 lifting it.
 """
@@ -122,6 +131,162 @@ class NofileStartTest(harness.HotresetdTestCase):
         d = start_limited_daemon(self.env, load_machine('leases.json'), (200, 200))
         self.assertEqual(nofile_limits(d.proc.pid), (200, 200))
         self.assertIn('Open file limit (RLIMIT_NOFILE): 200.', d.log())
+
+
+# ---------------------------------------------------------------------------
+# Out of open files
+
+
+class OutOfFilesTests:
+    """The daemon under prlimit --nofile=64:64; one root client leases until
+    the daemon has no file left."""
+
+    MACHINE = None
+
+    def setUp(self):
+        super().setUp()
+        start_limited_daemon(self.env, load_machine('leases.json', cdev=self.CDEV), (NOFILE, NOFILE))
+        self.assertEqual(nofile_limits(self.daemon.proc.pid), (NOFILE, NOFILE))
+        self.baseline = self.fd_count()
+
+    def assertOutOfFiles(self, err, what):
+        self.assertEqual(err.name, ERR_LIMITS_EXCEEDED, f'{what}: {err.name}: {err.message}')
+        for s in (f'RLIMIT_NOFILE={NOFILE}', 'LimitNOFILE=', 'Context.Release'):
+            self.assertIn(s, err.message, f'{what}: the message does not name {s!r}')
+
+    def refusals_logged(self):
+        return [line for line in self.daemon.log().splitlines() if REFUSED_LOG in line]
+
+    def fill(self, c):
+        """Contexts until CreateContext is refused; returns (paths, error)."""
+        paths = []
+        for _ in range(NOFILE):
+            try:
+                paths.append(c.create_context())
+            except harness.DBusError as e:
+                return paths, e
+        self.fail(f'{NOFILE} contexts made with RLIMIT_NOFILE={NOFILE}: the limit is not in force\n'
+                  f'{fd_listing(self.daemon.proc.pid)}')
+
+    def test_create_context(self):
+        c = self.client()
+        paths, err = self.fill(c)
+        # Every context costs one file (the iommufd or the container): all
+        # the files the daemon did not have at start went to leases.
+        self.assertEqual(len(paths), NOFILE - self.baseline, fd_listing(self.daemon.proc.pid))
+        self.assertOutOfFiles(err, 'CreateContext')
+        self.assertIn('/dev/iommu' if self.CDEV else '/dev/vfio/vfio', err.message)
+        self.assertEqual(self.context_paths(), sorted(paths))
+        logged = self.refusals_logged()
+        self.assertEqual(len(logged), 1, self.daemon.log())
+        self.assertIn(f'RLIMIT_NOFILE={NOFILE}', logged[0])
+        # Refused again, and logged again: nothing was left half made.
+        self.assertOutOfFiles(c.error(ROOT_PATH, MANAGER_IFACE, 'CreateContext', 'a{sv}', {}), 'again')
+        self.assertEqual(len(self.refusals_logged()), 2, self.daemon.log())
+        # An unleased hot reset makes a private context: refused the same way.
+        self.assertOutOfFiles(c.error(ROOT_PATH, MANAGER_IFACE, 'HotReset', 'sa{sv}', NVME, {}), 'Manager.HotReset')
+        self.assertEqual(len(self.refusals_logged()), 3, self.daemon.log())
+        self.assertEqual(self.context_paths(), sorted(paths))
+        self.assertFdCount(NOFILE, 'when refused')
+
+        # One lease released: one more can be made, and then no more.
+        c.call(paths.pop(), CONTEXT_IFACE, 'Release')
+        paths.append(c.create_context())
+        self.assertOutOfFiles(c.error(ROOT_PATH, MANAGER_IFACE, 'CreateContext', 'a{sv}', {}), 'full again')
+
+        # The daemon serves everything else meanwhile.
+        self.assertEqual(c.call(ROOT_PATH, PEER_IFACE, 'Ping'), [])
+        self.assertEqual(len(self.env.list_devices()), len(load_machine('leases.json')['devices']))
+        self.assertDaemonRunning()
+
+        # Every lease gone (half released, half with the connection):
+        # exactly the files of the start.
+        for p in paths[:len(paths) // 2]:
+            c.call(p, CONTEXT_IFACE, 'Release')
+        c.exit()
+        self.assertFdCount(self.baseline, 'after every lease is gone')
+        self.assertNoContexts()
+        # And leasing works as before.
+        d = self.client('after')
+        ctx = d.create_context()
+        d.attach(ctx, LONE)
+
+    def test_attach_device(self):
+        c = self.client()
+        paths, err = self.fill(c)
+        self.assertOutOfFiles(err, 'CreateContext')
+        # A file for one context, which takes it: full, with an empty lease.
+        c.call(paths.pop(), CONTEXT_IFACE, 'Release')
+        ctx = c.create_context()
+        err = c.error(ctx, CONTEXT_IFACE, 'AttachDevice', 'sa{sv}', LONE, {})
+        self.assertOutOfFiles(err, 'AttachDevice')
+        self.assertIn(LONE if self.CDEV else '/dev/vfio/100', err.message)
+        self.assertEqual(self.ctx_devices(ctx), [])
+        self.assertEqual(self.holder(LONE), '/')
+        self.assertEqual(len(self.refusals_logged()), 2, self.daemon.log())
+        # Room for the device's file (the cdev; the group's and the device's
+        # in the legacy model): it attaches.
+        for p in paths[-2:]:
+            c.call(p, CONTEXT_IFACE, 'Release')
+        c.attach(ctx, LONE)
+        self.assertEqual(self.ctx_devices(ctx), [LONE])
+        self.assertEqual(self.holder(LONE), ctx)
+        c.exit()
+        self.assertFdCount(self.baseline, 'after every lease is gone')
+        self.assertEqual(self.holder(LONE), '/')
+
+
+    # Expected to fail until bus/context-dbus.c handles it: OpenDevice and
+    # OpenIommufd reply with sd_bus_reply_method_return(msg, "h", fd), and
+    # sd-bus duplicates the file (F_DUPFD_CLOEXEC) while building the reply;
+    # out of files, that fails and sd-bus answers its own
+    # System.Error.EMFILE "Too many open files", which names no limit and
+    # is not logged. Remove the decorator once the reply is built by hand
+    # and EMFILE/ENFILE from appending the fd go through bus_error_kernel().
+    @unittest.expectedFailure
+    def test_open_files(self):
+        c = self.client()
+        ctx = c.create_context()
+        c.attach(ctx, LONE)
+        paths, err = self.fill(c)
+        self.assertOutOfFiles(err, 'CreateContext')
+        self.assertOutOfFiles(c.error(ctx, CONTEXT_IFACE, 'OpenDevice', 's', LONE), 'OpenDevice')
+        if self.CDEV:
+            self.assertOutOfFiles(c.error(ctx, CONTEXT_IFACE, 'OpenIommufd'), 'OpenIommufd')
+        self.assertEqual(len(self.refusals_logged()), 3 if self.CDEV else 2, self.daemon.log())
+        # The daemon's duplicate is gone with the reply: one free file is
+        # enough for any number of them.
+        c.call(paths.pop(), CONTEXT_IFACE, 'Release')
+        for _ in range(3):
+            (dev,) = c.call(ctx, CONTEXT_IFACE, 'OpenDevice', 's', LONE)
+            self.assertIn('hotresetd-emulated', dev['unix_fd']['link'])
+        self.assertFdCount(NOFILE - 1, 'after sending files')
+
+    # Expected to fail until bus/context-dbus.c (or core/reset-job.c) handles
+    # it: reset_job_submit() duplicates the files the reset uses and returns
+    # -EMFILE, which the method handler returns as it is, so sd-bus answers
+    # System.Error.EMFILE "Too many open files" without a limit or a log
+    # line. Remove the decorator once that goes through bus_error_kernel().
+    @unittest.expectedFailure
+    def test_hot_reset(self):
+        c = self.client()
+        ctx = c.create_context()
+        c.attach(ctx, LONE)
+        paths, err = self.fill(c)
+        self.assertOutOfFiles(err, 'CreateContext')
+        self.assertOutOfFiles(c.error(ctx, CONTEXT_IFACE, 'HotReset', 's', LONE), 'HotReset')
+        self.assertEqual(len(self.refusals_logged()), 2, self.daemon.log())
+        for p in paths[-3:]:
+            c.call(p, CONTEXT_IFACE, 'Release')
+        self.assertEqual(c.call(ctx, CONTEXT_IFACE, 'HotReset', 's', LONE), [[LONE]])
+
+
+class CdevOutOfFilesTest(OutOfFilesTests, LeaseTestCase):
+    CDEV = True
+
+
+class GroupOutOfFilesTest(OutOfFilesTests, LeaseTestCase):
+    CDEV = False
 
 
 # ---------------------------------------------------------------------------
