@@ -17,7 +17,11 @@
   OpenIommufd and Context.HotReset must answer the same way (expected
   failures until bus/context-dbus.c maps the duplicates' EMFILE);
 - the built-in ContextsPerUser=64 for users other than root (real polkitd;
-  needs root, skipped otherwise), and ContextsPerUser=0 lifting it.
+  needs root, skipped otherwise), and ContextsPerUser=0 lifting it;
+- 600 leases on one bus connection, on a bus with dbus-daemon's default
+  limits (512 match rules per connection, no <limit> in its configuration):
+  the daemon keeps its bus connection, answers Ping and a new CreateContext,
+  and Release and the connection's end release all 600.
 """
 
 import os
@@ -357,6 +361,72 @@ class NoContextLimitTest(DefaultContextLimitTests, LeaseTestCase):
         for _ in range(DEFAULT_CONTEXTS_PER_USER + 6):
             c.create_context()
         self.assertEqual(len(self.context_paths()), DEFAULT_CONTEXTS_PER_USER + 6)
+
+
+# ---------------------------------------------------------------------------
+# Many leases on one connection
+
+
+class ManyLeasesTest(LeaseTestCase):
+    """One connection, 600 leases, on a system-like bus whose configuration
+    sets no <limit>: dbus-daemon's built-in limits apply, among them 512
+    match rules per connection (the daemon's) and 128 pending replies."""
+
+    MACHINE = load_machine('leases.json')
+    SYSTEM_BUS = True
+    N = 600
+
+    def test_600_leases_on_one_connection(self):
+        with open(self.env.bus.config_path) as f:
+            self.assertNotIn('<limit', f.read(), "the bus must run with dbus-daemon's default limits")
+        baseline = self.fd_count()
+        c = self.client('vmm')
+        paths = []
+        for i in range(self.N):
+            try:
+                paths.append(c.create_context(Description=f'lease {i + 1}'))
+            except (harness.DBusError, AssertionError) as e:
+                rc = self.daemon.wait_exit(5 * harness.TIMEOUT_SCALE)
+                lines = [line for line in self.daemon.log().splitlines()
+                         if not line.startswith(('Releasing ', 'Failed to announce the removal'))]
+                self.fail(f'CreateContext number {i + 1} on one connection failed: {e}\n'
+                          f'hotresetd {"is running" if rc is None else f"exited with status {rc}"}; '
+                          f'its log ends with:\n' + '\n'.join(lines[-6:]) + '\n'
+                          f'dbus-daemon said:\n{self.env.bus.log().strip()}')
+        self.assertEqual(len(set(paths)), self.N)
+        self.assertDaemonRunning()
+
+        # Still on the bus and answering: Ping from that connection and
+        # from another, and a new lease on each.
+        self.assertEqual(c.call(ROOT_PATH, PEER_IFACE, 'Ping'), [])
+        self.env.busctl('call', BUS_NAME, ROOT_PATH, PEER_IFACE, 'Ping')
+        other = self.client('other')
+        other_ctx = other.create_context()
+        paths.append(c.create_context(Description='one more'))
+        listed = self.context_paths()
+        self.assertEqual(len(listed), self.N + 2)
+        self.assertEqual(set(listed), set(paths) | {other_ctx})
+        self.assertFdCount(baseline + self.N + 2, 'with every lease')
+        self.assertEqual(c.call(paths[-1], harness.PROPS_IFACE, 'Get', 'ss', CONTEXT_IFACE, 'Owner'),
+                         [c.unique_name])
+
+        # A hundred released one by one, the rest with the connection.
+        for p in paths[:100]:
+            c.call(p, CONTEXT_IFACE, 'Release')
+        self.assertEqual(len(self.context_paths()), self.N + 2 - 100)
+        c.exit()
+        deadline = time.monotonic() + harness.SIGNAL_TIMEOUT
+        while self.context_paths() != [other_ctx] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        remaining = self.context_paths()
+        self.assertEqual(remaining, [other_ctx], f'{len(remaining)} leases left after the connection ended')
+        self.assertFdCount(baseline + 1, "after the connection's end")
+        self.assertEqual(other.call(ROOT_PATH, PEER_IFACE, 'Ping'), [])
+        other.exit()
+        self.assertNoContexts()
+        self.assertFdCount(baseline, 'after every lease is gone')
+        self.assertDaemonRunning()
+
 
 if __name__ == '__main__':
     harness.main()
