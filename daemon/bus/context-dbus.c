@@ -121,6 +121,23 @@ static int method_detach_device(sd_bus_message *msg, void *userdata, sd_bus_erro
         return sd_bus_reply_method_return(msg, NULL);
 }
 
+/* sd-bus sends a duplicate of fd, made while the reply is built: out of
+ * files, that is the daemon's limit, not the caller's fault. */
+static int reply_with_fd(sd_bus_message *msg, int fd, const char *what, sd_bus_error *error) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        int r;
+
+        r = sd_bus_message_new_method_return(msg, &reply);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append(reply, "h", fd);
+        if (r == -EMFILE || r == -ENFILE)
+                return bus_error_kernel(error, r, "Failed to duplicate %s for the caller: %s", what, strerror(-r));
+        if (r < 0)
+                return r;
+        return sd_bus_send(NULL, reply, NULL);
+}
+
 static int method_open_device(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         Context *c = userdata;
         const char *address;
@@ -140,7 +157,7 @@ static int method_open_device(sd_bus_message *msg, void *userdata, sd_bus_error 
         if (r <= 0)
                 return r < 0 ? r : 1; /* 0: polkit is asked; this call comes back */
         /* sd-bus sends a duplicate; the daemon keeps its own file. */
-        return sd_bus_reply_method_return(msg, "h", d->fd);
+        return reply_with_fd(msg, d->fd, address, error);
 }
 
 static int method_open_iommufd(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
@@ -157,7 +174,7 @@ static int method_open_iommufd(sd_bus_message *msg, void *userdata, sd_bus_error
                 return sd_bus_error_setf(error, BUS_ERROR_UNSUPPORTED,
                                          "%s has no iommufd: the %s backend uses a legacy vfio container.", c->path,
                                          c->manager->backend->name);
-        return sd_bus_reply_method_return(msg, "h", c->iommufd);
+        return reply_with_fd(msg, c->iommufd, "the iommufd", error);
 }
 
 static int method_get_hot_reset_info(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
@@ -302,7 +319,10 @@ int context_submit_hot_reset(Context *c, sd_bus_message *msg, ContextDevice *d, 
                 }
         }
 
-        return reset_job_submit(m, c, msg, d, affected, group_fds, n_group_fds, release_after);
+        r = reset_job_submit(m, c, msg, d, affected, group_fds, n_group_fds, release_after);
+        if (r == -EMFILE || r == -ENFILE)
+                return bus_error_kernel(error, r, "Failed to start the hot reset of %s: %s", target, strerror(-r));
+        return r;
 }
 
 static int method_hot_reset(sd_bus_message *msg, void *userdata, sd_bus_error *error) {

@@ -4,6 +4,8 @@
  * changes, over the queued objects only, with a budget per pass so a burst
  * of thousands of changes never keeps other callers waiting long. */
 #include <errno.h>
+#include <inttypes.h>
+#include <malloc.h>
 
 #include "access.h"
 #include "bus-util.h"
@@ -97,6 +99,9 @@ static void hook_domain_removed(Manager *m, ResetDomain *dom) {
 }
 
 static void hook_context_removed(Manager *m, Context *c) {
+        /* The bus is gone (the daemon stops because of that): nobody to tell. */
+        if (sd_bus_is_open(m->bus) <= 0)
+                return;
         int r = sd_bus_emit_object_removed(m->bus, c->path);
         if (r < 0)
                 log_warning_errno(r, "Failed to announce the removal of %s: %m", c->path);
@@ -490,6 +495,63 @@ static const sd_bus_vtable manager_vtable[] = {
 };
 
 
+/* ---- replies that must stay under the bus's message limit ----------------- */
+
+/* dbus-daemon's default max_message_size (32 MiB, also on Debian's system
+ * bus); a larger message makes the bus drop the sender's connection, which
+ * would end every lease. Kept below it for the header. */
+#define REPLY_SIZE_MAX (31u * 1024u * 1024u)
+
+/* An upper bound of what GetManagedObjects answers, from what each object
+ * serializes to (fixed parts measured with sd-bus's marshalling, rounded
+ * up; strings by their lengths). Cheap: one pass, no allocation. */
+static uint64_t managed_objects_size_bound(Manager *m) {
+        uint64_t size = 4096; /* the root object's interfaces and the header */
+        size_t n = topology_size(m->topology), cursor = 0;
+        ResetDomain *dom;
+
+        for (size_t i = 0; i < n; i++) {
+                const PciDevice *d = topology_at(m->topology, i);
+                /* path, the standard interfaces, 13 properties: 690 bytes
+                 * with empty strings; then what varies. */
+                size += 720 + strlen(strempty(d->info.driver)) + strlen(strempty(d->info.cdev_path));
+                for (size_t k = 0; d->info.reset_methods && d->info.reset_methods[k]; k++)
+                        size += 8 + strlen(d->info.reset_methods[k]);
+        }
+        while ((dom = reset_domains_next(m->domains, &cursor)))
+                /* A member is a 12-character address (24 bytes with its
+                 * length and padding); a blocker adds its reason. */
+                size += 600 + 24 * dom->n_members + 320 * dom->n_blocked;
+        for (size_t i = 0; i < m->n_contexts; i++)
+                size += 1024 + strlen(m->contexts[i]->description) + 24 * m->contexts[i]->n_devices;
+        return size;
+}
+
+/* sd-bus answers GetManagedObjects itself; this filter sees the call first
+ * and refuses it when the answer could not cross the bus. */
+static int filter_managed_objects(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+
+        if (!sd_bus_message_is_method_call(msg, "org.freedesktop.DBus.ObjectManager", "GetManagedObjects") ||
+            !streq_ptr(sd_bus_message_get_path(msg), BROKER_PATH))
+                return 0;
+        (void) manager_settle(m);
+        uint64_t size = managed_objects_size_bound(m);
+        if (size <= REPLY_SIZE_MAX)
+                return 0;
+
+        log_notice("Refused GetManagedObjects to %s: the answer would be up to %" PRIu64 " MiB, over the %u MiB a "
+                   "message may have on the bus.",
+                   strempty(sd_bus_message_get_sender(msg)), size >> 20, REPLY_SIZE_MAX >> 20);
+        (void) sd_bus_reply_method_errorf(msg, SD_BUS_ERROR_LIMITS_EXCEEDED,
+                                          "GetManagedObjects would answer up to %" PRIu64 " MiB for %zu devices, "
+                                          "over the %u MiB a D-Bus message may have. List the devices with "
+                                          "Manager.ListDevices and read the objects you need with "
+                                          "Properties.GetAll; watch InterfacesAdded/InterfacesRemoved for changes.",
+                                          size >> 20, topology_size(m->topology), REPLY_SIZE_MAX >> 20);
+        return 1;
+}
+
 /* ---- connecting ---------------------------------------------------------- */
 
 static void bus_teardown(Manager *m) {
@@ -510,6 +572,12 @@ static void bus_teardown(Manager *m) {
 int manager_connect_bus(Manager *m) {
         BusState *b;
         int r;
+
+        /* Replies of many megabytes (GetManagedObjects of a large machine)
+         * are built in one buffer: with a fixed threshold such buffers are
+         * mapped and unmapped, not kept on the heap after they are sent
+         * (glibc would otherwise raise the threshold to their size). */
+        (void) mallopt(M_MMAP_THRESHOLD, 256 * 1024);
 
         b = calloc(1, sizeof(BusState));
         if (!b)
@@ -549,6 +617,10 @@ int manager_connect_bus(Manager *m) {
                              on_name_owner_changed, m);
         if (r < 0)
                 return log_error_errno(r, "Failed to watch for clients leaving the bus: %m");
+
+        r = sd_bus_add_filter(m->bus, NULL, filter_managed_objects, m);
+        if (r < 0)
+                return log_error_errno(r, "Failed to install the reply size guard: %m");
 
         r = sd_bus_add_object_vtable(m->bus, NULL, BROKER_PATH, MANAGER_INTERFACE, manager_vtable, m);
         if (r < 0)

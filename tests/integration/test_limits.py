@@ -243,11 +243,8 @@ class OutOfFilesTests:
     # Expected to fail until bus/context-dbus.c handles it: OpenDevice and
     # OpenIommufd reply with sd_bus_reply_method_return(msg, "h", fd), and
     # sd-bus duplicates the file (F_DUPFD_CLOEXEC) while building the reply;
-    # out of files, that fails and sd-bus answers its own
-    # System.Error.EMFILE "Too many open files", which names no limit and
-    # is not logged. Remove the decorator once the reply is built by hand
-    # and EMFILE/ENFILE from appending the fd go through bus_error_kernel().
-    @unittest.expectedFailure
+    # out of files, that must be the daemon's precise error, not sd-bus's
+    # System.Error.EMFILE.
     def test_open_files(self):
         c = self.client()
         ctx = c.create_context()
@@ -266,12 +263,8 @@ class OutOfFilesTests:
             self.assertIn('hotresetd-emulated', dev['unix_fd']['link'])
         self.assertFdCount(NOFILE - 1, 'after sending files')
 
-    # Expected to fail until bus/context-dbus.c (or core/reset-job.c) handles
-    # it: reset_job_submit() duplicates the files the reset uses and returns
-    # -EMFILE, which the method handler returns as it is, so sd-bus answers
-    # System.Error.EMFILE "Too many open files" without a limit or a log
-    # line. Remove the decorator once that goes through bus_error_kernel().
-    @unittest.expectedFailure
+    # reset_job_submit() duplicates the files the reset uses: out of files,
+    # the caller hears the limit, not a bare EMFILE.
     def test_hot_reset(self):
         c = self.client()
         ctx = c.create_context()

@@ -84,10 +84,13 @@ TEST(test_defaults) {
         ASSERT_TRUE(!p->files);
         ASSERT_TRUE(allowed(p, &gpu));
         ASSERT_TRUE(p->unleased_hot_reset);
+        /* Every limit is off by default but the number of contexts a user
+         * may hold: one caller must not be able to take every file. */
         for (size_t i = 0; i < _POLICY_LIMIT_MAX; i++)
-                ASSERT_INT_EQ(p->limits[i], 0);
+                ASSERT_INT_EQ(p->limits[i], i == POLICY_LIMIT_CONTEXTS_PER_USER ? POLICY_DEFAULT_CONTEXTS_PER_USER : 0);
+        ASSERT_INT_EQ(POLICY_DEFAULT_CONTEXTS_PER_USER, 64);
         _cleanup_free_ char *d = policy_describe_limit(p, POLICY_LIMIT_CONTEXTS_PER_USER);
-        ASSERT_STR_EQ(d, "ContextsPerUser=0 (built-in default)");
+        ASSERT_STR_EQ(d, "ContextsPerUser=64 (built-in default)");
         p = policy_free(p);
 
         /* A path given explicitly must be there. */
