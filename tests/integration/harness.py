@@ -49,8 +49,10 @@ from xml.sax.saxutils import escape as xml_escape
 BUS_NAME = 'org.hotresetd.Broker1'
 ROOT_PATH = '/org/hotresetd/Broker1'
 DEVICE_PATH_PREFIX = ROOT_PATH + '/device/'
+DOMAIN_PATH_PREFIX = ROOT_PATH + '/domain/'
 MANAGER_IFACE = 'org.hotresetd.Broker1.Manager'
 DEVICE_IFACE = 'org.hotresetd.Broker1.Device'
+DOMAIN_IFACE = 'org.hotresetd.Broker1.ResetDomain'
 OM_IFACE = 'org.freedesktop.DBus.ObjectManager'
 PROPS_IFACE = 'org.freedesktop.DBus.Properties'
 INTROSPECT_IFACE = 'org.freedesktop.DBus.Introspectable'
@@ -87,6 +89,52 @@ def log(*args):
 def device_path(address):
     """Object path of a device, from its canonical address."""
     return DEVICE_PATH_PREFIX + 'pci_' + address.replace(':', '_').replace('.', '_')
+
+
+def domain_path(bus, slot=None):
+    """Object path of a reset domain: bus 'SSSS:BB' (a bus reset of it), with
+    slot (an int) a reset of that slot of the bus."""
+    path = DOMAIN_PATH_PREFIX + 'pci_' + bus.lower().replace(':', '_')
+    return path if slot is None else path + f'_{slot:02x}'
+
+
+def device_objects(objects):
+    """The device objects of a GetManagedObjects answer (a dict by path)."""
+    return {p: v for p, v in objects.items() if p.startswith(DEVICE_PATH_PREFIX)}
+
+
+def domain_objects(objects):
+    """The reset domain objects of a GetManagedObjects answer."""
+    return {p: v for p, v in objects.items() if p.startswith(DOMAIN_PATH_PREFIX)}
+
+
+def expected_reset_domains(machine):
+    """{address: the object path its ResetDomain must name} for a machine
+    (a dict as in a machine file), worked out from the file the way the
+    README describes it: a device's parent is the bridge of its PCI segment
+    whose secondary_bus is the device's bus; with none (a root bus) "/",
+    else the slot's domain when that bridge resets slots, the bus's
+    otherwise."""
+    def split(address):
+        if address.count(':') == 1:
+            address = '0000:' + address
+        seg, bus, rest = address.split(':')
+        return seg.lower(), bus.lower(), int(rest.split('.')[0], 16)
+    bridges = {}
+    for d in machine['devices']:
+        if 'bridge' in d:
+            seg, _, _ = split(d['address'])
+            bridges[(seg, d['bridge']['secondary_bus'])] = d['bridge']
+    out = {}
+    for d in machine['devices']:
+        seg, bus, slot = split(d['address'])
+        address = f'{seg}:{bus}:{d["address"].split(":")[-1].lower()}'
+        parent = bridges.get((seg, int(bus, 16)))
+        if parent is None:
+            out[address] = '/'
+        else:
+            out[address] = domain_path(f'{seg}:{bus}', slot if parent.get('slot_reset') else None)
+    return out
 
 
 def daemon_binary():
@@ -974,7 +1022,13 @@ class Env:
         return self.get_property(device_path(address), DEVICE_IFACE, name)
 
     def device_properties(self, address):
+        """Properties.GetAll of a device (Affected is not part of it: see
+        device_property(address, 'Affected'))."""
         return self.get_all(device_path(address), DEVICE_IFACE)
+
+    def domain_properties(self, path):
+        """Properties.GetAll of a reset domain object."""
+        return self.get_all(path, DOMAIN_IFACE)
 
     def list_devices(self):
         t, data = self.call_manager('ListDevices')

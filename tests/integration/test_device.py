@@ -9,7 +9,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import CDEV_RE, DEVICE_IFACE, device_path  # noqa: E402
+from harness import CDEV_RE, DEVICE_IFACE, device_path, domain_path  # noqa: E402
 
 GPU, AUDIO = '0000:01:00.0', '0000:01:00.1'
 NVME = '0000:02:00.0'
@@ -25,70 +25,80 @@ EXPECTED = {
         'Address': ('s', GPU), 'VendorId': ('q', 0x10de), 'DeviceId': ('q', 0x2204),
         'Class': ('u', 0x030000), 'IsBridge': ('b', False), 'Driver': ('s', 'vfio-pci'),
         'IommuGroup': ('i', 14), 'CdevPath': ('s', CDEV), 'ResetMethods': ('as', ['bus']),
-        'ResetScope': ('s', 'bus'), 'Affected': ('as', [GPU, AUDIO]), 'Context': ('o', '/'),
+        'ResetScope': ('s', 'bus'), 'ResetDomain': ('o', domain_path('0000:01')),
+        'Affected': ('as', [GPU, AUDIO]), 'Context': ('o', '/'),
         'HotResetPossible': ('b', False),
     },
     AUDIO: {
         'Address': ('s', AUDIO), 'VendorId': ('q', 0x10de), 'DeviceId': ('q', 0x1aef),
         'Class': ('u', 0x040300), 'IsBridge': ('b', False), 'Driver': ('s', 'snd_hda_intel'),
         'IommuGroup': ('i', 14), 'CdevPath': ('s', ''), 'ResetMethods': ('as', ['pm']),
-        'ResetScope': ('s', 'bus'), 'Affected': ('as', [GPU, AUDIO]), 'Context': ('o', '/'),
+        'ResetScope': ('s', 'bus'), 'ResetDomain': ('o', domain_path('0000:01')),
+        'Affected': ('as', [GPU, AUDIO]), 'Context': ('o', '/'),
         'HotResetPossible': ('b', False),
     },
     NVME: {
         'Address': ('s', NVME), 'VendorId': ('q', 0x144d), 'DeviceId': ('q', 0xa80a),
         'Class': ('u', 0x010802), 'IsBridge': ('b', False), 'Driver': ('s', 'vfio-pci'),
         'IommuGroup': ('i', 15), 'CdevPath': ('s', CDEV), 'ResetMethods': ('as', ['flr', 'bus']),
-        'ResetScope': ('s', 'bus'), 'Affected': ('as', [NVME]), 'Context': ('o', '/'),
+        'ResetScope': ('s', 'bus'), 'ResetDomain': ('o', domain_path('0000:02')),
+        'Affected': ('as', [NVME]), 'Context': ('o', '/'),
         'HotResetPossible': ('b', True),
     },
     PF: {
         'Address': ('s', PF), 'VendorId': ('q', 0x8086), 'DeviceId': ('q', 0x10fb),
         'Class': ('u', 0x020000), 'IsBridge': ('b', False), 'Driver': ('s', 'ixgbe'),
         'IommuGroup': ('i', 16), 'CdevPath': ('s', ''), 'ResetMethods': ('as', ['flr']),
-        'ResetScope': ('s', 'bus'), 'Affected': ('as', [PF, VF0, VF1]), 'Context': ('o', '/'),
+        'ResetScope': ('s', 'bus'), 'ResetDomain': ('o', domain_path('0000:03')),
+        'Affected': ('as', [PF, VF0, VF1]), 'Context': ('o', '/'),
         'HotResetPossible': ('b', False),
     },
     VF1: {
         'Address': ('s', VF1), 'VendorId': ('q', 0x8086), 'DeviceId': ('q', 0x10ed),
         'Class': ('u', 0x020000), 'IsBridge': ('b', False), 'Driver': ('s', 'vfio-pci'),
         'IommuGroup': ('i', 18), 'CdevPath': ('s', CDEV), 'ResetMethods': ('as', ['flr']),
-        'ResetScope': ('s', 'bus'), 'Affected': ('as', [PF, VF0, VF1]), 'Context': ('o', '/'),
+        'ResetScope': ('s', 'bus'), 'ResetDomain': ('o', domain_path('0000:03')),
+        'Affected': ('as', [PF, VF0, VF1]), 'Context': ('o', '/'),
         'HotResetPossible': ('b', False),
     },
     PCI_BRIDGE: {
         'Address': ('s', PCI_BRIDGE), 'VendorId': ('q', 0x1b21), 'DeviceId': ('q', 0x1080),
         'Class': ('u', 0x060401), 'IsBridge': ('b', True), 'Driver': ('s', ''),
         'IommuGroup': ('i', 19), 'CdevPath': ('s', ''), 'ResetMethods': ('as', []),
-        'ResetScope': ('s', 'bus'), 'Affected': ('as', [PCI_BRIDGE, CMI, RTL]), 'Context': ('o', '/'),
+        'ResetScope': ('s', 'bus'), 'ResetDomain': ('o', domain_path('0000:04')),
+        'Affected': ('as', [PCI_BRIDGE, CMI, RTL]), 'Context': ('o', '/'),
         'HotResetPossible': ('b', False),
     },
     CMI: {
         'Address': ('s', CMI), 'VendorId': ('q', 0x13f6), 'DeviceId': ('q', 0x0111),
         'Class': ('u', 0x040100), 'IsBridge': ('b', False), 'Driver': ('s', 'vfio-pci'),
         'IommuGroup': ('i', 19), 'CdevPath': ('s', CDEV), 'ResetMethods': ('as', ['pm']),
-        'ResetScope': ('s', 'bus'), 'Affected': ('as', [CMI, RTL]), 'Context': ('o', '/'),
+        'ResetScope': ('s', 'bus'), 'ResetDomain': ('o', domain_path('0000:05')),
+        'Affected': ('as', [CMI, RTL]), 'Context': ('o', '/'),
         'HotResetPossible': ('b', False),
     },
     IGPU: {
         'Address': ('s', IGPU), 'VendorId': ('q', 0x8086), 'DeviceId': ('q', 0x4680),
         'Class': ('u', 0x030000), 'IsBridge': ('b', False), 'Driver': ('s', 'i915'),
         'IommuGroup': ('i', 2), 'CdevPath': ('s', ''), 'ResetMethods': ('as', ['flr']),
-        'ResetScope': ('s', 'none'), 'Affected': ('as', [IGPU]), 'Context': ('o', '/'),
+        'ResetScope': ('s', 'none'), 'ResetDomain': ('o', '/'),
+        'Affected': ('as', [IGPU]), 'Context': ('o', '/'),
         'HotResetPossible': ('b', False),
     },
     HOST: {
         'Address': ('s', HOST), 'VendorId': ('q', 0x8086), 'DeviceId': ('q', 0x4660),
         'Class': ('u', 0x060000), 'IsBridge': ('b', False), 'Driver': ('s', ''),
         'IommuGroup': ('i', 0), 'CdevPath': ('s', ''), 'ResetMethods': ('as', []),
-        'ResetScope': ('s', 'none'), 'Affected': ('as', [HOST]), 'Context': ('o', '/'),
+        'ResetScope': ('s', 'none'), 'ResetDomain': ('o', '/'),
+        'Affected': ('as', [HOST]), 'Context': ('o', '/'),
         'HotResetPossible': ('b', False),
     },
     RP_GPU: {
         'Address': ('s', RP_GPU), 'VendorId': ('q', 0x8086), 'DeviceId': ('q', 0x460d),
         'Class': ('u', 0x060400), 'IsBridge': ('b', True), 'Driver': ('s', 'pcieport'),
         'IommuGroup': ('i', 1), 'CdevPath': ('s', ''), 'ResetMethods': ('as', []),
-        'ResetScope': ('s', 'none'), 'Affected': ('as', [RP_GPU]), 'Context': ('o', '/'),
+        'ResetScope': ('s', 'none'), 'ResetDomain': ('o', '/'),
+        'Affected': ('as', [RP_GPU]), 'Context': ('o', '/'),
         'HotResetPossible': ('b', False),
     },
 }
@@ -126,6 +136,9 @@ class DeviceTest(harness.HotresetdTestCase):
         cdevs = {}
         for address, expected in EXPECTED.items():
             got = self.env.get_all_typed(device_path(address), DEVICE_IFACE)
+            # Affected is explicit: not in GetAll, read with Get.
+            self.assertNotIn('Affected', got)
+            got['Affected'] = self.env.get_property_typed(device_path(address), DEVICE_IFACE, 'Affected')
             for name, (sig, value) in expected.items():
                 with self.subTest(address=address, property=name):
                     self.assertIn(name, got)
@@ -265,9 +278,11 @@ class DeviceTest(harness.HotresetdTestCase):
             self.assertEqual(p.get('access'), 'read', p.get('name'))
         for name in ('Address', 'VendorId', 'DeviceId', 'Class', 'IsBridge'):
             self.assertEqual(emits.get(name), 'const', name)
-        for name in ('Driver', 'IommuGroup', 'CdevPath', 'ResetMethods', 'ResetScope', 'Affected', 'Context',
+        for name in ('Driver', 'IommuGroup', 'CdevPath', 'ResetMethods', 'ResetScope', 'ResetDomain', 'Context',
                      'HotResetPossible'):
             self.assertEqual(emits.get(name), 'true', name)
+        # Affected's changes are announced by invalidation, without the value.
+        self.assertEqual(emits.get('Affected'), 'invalidates')
 
 
 if __name__ == '__main__':

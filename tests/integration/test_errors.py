@@ -118,7 +118,10 @@ class ErrorsTest(harness.HotresetdTestCase):
     def test_unknown_device_not_listed_in_tree(self):
         objects = self.env.managed_objects()
         self.assertNotIn(device_path('0000:09:00.0'), objects)
-        self.assertEqual(len(objects), 16)
+        self.assertEqual(len(harness.device_objects(objects)), 16)
+        # Besides the devices, the workstation's five reset domains.
+        self.assertEqual(len(harness.domain_objects(objects)), 5)
+        self.assertEqual(len(objects), 16 + 5)
 
     def test_wrong_signature(self):
         self.env.expect_error(ROOT_PATH, MANAGER_IFACE, 'GetDevice', 'u', [1], ERR_INVALID_ARGS)

@@ -3,20 +3,23 @@
 """Machine file rewrites (write a temporary file, rename it over) are udev
 events: hotplug add/remove (InterfacesAdded/Removed, DeviceCount), bind and
 unbind (Driver and CdevPath on the device; HotResetPossible, CheckHotReset
-and Affected on its siblings, with PropertiesChanged for them), changes of
-group, reset methods and slot reset, replaced hardware, bridges with
-children."""
+and Affected on its siblings, with PropertiesChanged for them — Affected by
+invalidation — and for their reset domain), changes of group, reset methods
+and slot reset, replaced hardware, bridges with children."""
 
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import (CDEV_RE, DEVICE_IFACE, ERR_NO_SUCH_DEVICE, MANAGER_IFACE, ROOT_PATH,  # noqa: E402
-                     device_path, find_device)
+from harness import (CDEV_RE, DEVICE_IFACE, DOMAIN_IFACE, ERR_NO_SUCH_DEVICE, MANAGER_IFACE,  # noqa: E402
+                     ROOT_PATH, Invalidated, device_path, domain_path, find_device)
 
 GPU, AUDIO, NVME = '0000:01:00.0', '0000:01:00.1', '0000:02:00.0'
 PCI_BRIDGE, CMI, RTL, NEW = '0000:04:00.0', '0000:05:00.0', '0000:05:01.0', '0000:05:02.0'
+# The reset domains: the GPU's bus, the PCI bridge's bus (its reset hits bus
+# 05 too), bus 05 behind the PCI bridge.
+GPU_DOMAIN, BRIDGE_DOMAIN, BUS5_DOMAIN = domain_path('0000:01'), domain_path('0000:04'), domain_path('0000:05')
 
 SB_LIVE = {'address': NEW, 'vendor': '0x1102', 'device': '0x0002', 'class': '0x040100',
            'driver': 'snd_emu10k1', 'iommu_group': 19, 'reset_methods': ['pm'],
@@ -64,14 +67,23 @@ class EventsTest(harness.HotresetdTestCase):
         self.assertEqual(props['IommuGroup'], 19)
         self.assertEqual(props['CdevPath'], '')
         self.assertEqual(props['ResetScope'], 'bus')
-        self.assertEqual(props['Affected'], [CMI, RTL, NEW])
+        self.assertEqual(props['ResetDomain'], BUS5_DOMAIN)
+        # Affected is explicit: not announced with the object, read with Get.
+        self.assertNotIn('Affected', props)
+        self.assertEqual(self.env.device_property(NEW, 'Affected'), [CMI, RTL, NEW])
         self.assertIs(props['HotResetPossible'], False)
         self.rec.wait_properties(ROOT_PATH, MANAGER_IFACE, {'DeviceCount': 17}, mark)
-        # The devices already on the bus now hit the new one too.
-        self.rec.wait_properties(device_path(CMI), DEVICE_IFACE, {'Affected': [CMI, RTL, NEW]}, mark)
-        self.rec.wait_properties(device_path(RTL), DEVICE_IFACE, {'Affected': [CMI, RTL, NEW]}, mark)
-        self.rec.wait_properties(device_path(PCI_BRIDGE), DEVICE_IFACE,
-                                 {'Affected': [PCI_BRIDGE, CMI, RTL, NEW]}, mark)
+        # The devices already on the bus now hit the new one too (Affected
+        # is invalidated, then read with Get) ...
+        self.rec.wait_properties(device_path(CMI), DEVICE_IFACE, {'Affected': Invalidated}, mark)
+        self.rec.wait_properties(device_path(RTL), DEVICE_IFACE, {'Affected': Invalidated}, mark)
+        self.rec.wait_properties(device_path(PCI_BRIDGE), DEVICE_IFACE, {'Affected': Invalidated}, mark)
+        self.assertEqual(self.env.device_property(CMI, 'Affected'), [CMI, RTL, NEW])
+        self.assertEqual(self.env.device_property(RTL, 'Affected'), [CMI, RTL, NEW])
+        self.assertEqual(self.env.device_property(PCI_BRIDGE, 'Affected'), [PCI_BRIDGE, CMI, RTL, NEW])
+        # ... and so do the domains whose reset hits it, with the new value.
+        self.rec.wait_properties(BUS5_DOMAIN, DOMAIN_IFACE, {'Members': [CMI, RTL, NEW]}, mark)
+        self.rec.wait_properties(BRIDGE_DOMAIN, DOMAIN_IFACE, {'Members': [PCI_BRIDGE, CMI, RTL, NEW]}, mark)
         # ... and the state agrees.
         self.assertEqual(self.env.manager_property('DeviceCount'), 17)
         self.assertEqual(self.env.get_device(NEW), device_path(NEW))
@@ -82,6 +94,7 @@ class EventsTest(harness.HotresetdTestCase):
         self.assertTrue(entries[2][4].startswith('not bound to a vfio driver: bound to snd_emu10k1'), entries[2])
         # Devices elsewhere are not disturbed.
         self.assertNoSignalsFor(device_path(GPU), mark)
+        self.assertNoSignalsFor(GPU_DOMAIN, mark)
 
         # Unplug it again.
         self.machine['devices'].remove(SB_LIVE)
@@ -89,8 +102,11 @@ class EventsTest(harness.HotresetdTestCase):
         ifaces = self.rec.wait_interfaces_removed(device_path(NEW), mark)
         self.assertIn(DEVICE_IFACE, ifaces)
         self.rec.wait_properties(ROOT_PATH, MANAGER_IFACE, {'DeviceCount': 16}, mark)
-        self.rec.wait_properties(device_path(CMI), DEVICE_IFACE, {'Affected': [CMI, RTL]}, mark)
-        self.rec.wait_properties(device_path(PCI_BRIDGE), DEVICE_IFACE, {'Affected': [PCI_BRIDGE, CMI, RTL]}, mark)
+        self.rec.wait_properties(device_path(CMI), DEVICE_IFACE, {'Affected': Invalidated}, mark)
+        self.rec.wait_properties(device_path(PCI_BRIDGE), DEVICE_IFACE, {'Affected': Invalidated}, mark)
+        self.assertEqual(self.env.device_property(PCI_BRIDGE, 'Affected'), [PCI_BRIDGE, CMI, RTL])
+        self.rec.wait_properties(BUS5_DOMAIN, DOMAIN_IFACE, {'Members': [CMI, RTL]}, mark)
+        self.rec.wait_properties(BRIDGE_DOMAIN, DOMAIN_IFACE, {'Members': [PCI_BRIDGE, CMI, RTL]}, mark)
         self.assertEqual(self.env.manager_property('DeviceCount'), 16)
         self.env.expect_error(ROOT_PATH, MANAGER_IFACE, 'GetDevice', 's', [NEW], ERR_NO_SUCH_DEVICE, NEW)
         self.assertNotIn(device_path(NEW), self.env.managed_objects())
@@ -108,7 +124,10 @@ class EventsTest(harness.HotresetdTestCase):
         listed = self.env.list_devices()
         self.assertEqual([(a, d) for a, d, _, _ in listed],
                          sorted((d['address'], d['driver'] or '') for d in server['devices']))
-        self.assertEqual(set(self.env.managed_objects()), {device_path(d['address']) for d in server['devices']})
+        objects = self.env.managed_objects()
+        self.assertEqual(set(harness.device_objects(objects)), {device_path(d['address']) for d in server['devices']})
+        self.assertEqual(set(harness.domain_objects(objects)),
+                         set(harness.expected_reset_domains(server).values()) - {'/'})
         # 0000:01:00.0 was the GPU and is now the BMC's bridge.
         self.assertIs(self.env.device_property(GPU, 'IsBridge'), True)
         self.assertEqual(self.env.device_property(GPU, 'VendorId'), 0x1a03)
@@ -124,6 +143,10 @@ class EventsTest(harness.HotresetdTestCase):
         self.rec.wait_properties(ROOT_PATH, MANAGER_IFACE, {'DeviceCount': 12}, mark)
         self.assertEqual(len(self.env.list_devices()), 12)
         self.assertEqual(set(self.env.managed_objects()) & {device_path(a) for a in gone}, set())
+        # Nothing is left on buses 04 and 05: their reset domains went too.
+        self.rec.wait_interfaces_removed(BRIDGE_DOMAIN, mark)
+        self.rec.wait_interfaces_removed(BUS5_DOMAIN, mark)
+        self.assertEqual(set(self.env.managed_objects()) & {BRIDGE_DOMAIN, BUS5_DOMAIN}, set())
         # Children go before their bridge, as udev delivers them.
         order = [m['payload']['data'][0] for m in self.rec.signals(mark, member='InterfacesRemoved')]
         self.assertLess(order.index(device_path(CMI)), order.index(device_path(PCI_BRIDGE)))
@@ -135,6 +158,9 @@ class EventsTest(harness.HotresetdTestCase):
         for a in gone:
             props = self.rec.wait_interfaces_added(device_path(a), mark)[DEVICE_IFACE]
             self.assertEqual(props['Address'], a)
+        self.assertEqual(self.rec.wait_interfaces_added(BRIDGE_DOMAIN, mark)[DOMAIN_IFACE]['Members'],
+                         [PCI_BRIDGE, CMI, RTL])
+        self.assertEqual(self.rec.wait_interfaces_added(BUS5_DOMAIN, mark)[DOMAIN_IFACE]['Members'], [CMI, RTL])
         self.rec.wait_properties(ROOT_PATH, MANAGER_IFACE, {'DeviceCount': 16}, mark)
         self.assertEqual(self.env.device_property(CMI, 'Affected'), [CMI, RTL])
         self.assertEqual(self.env.device_property(PCI_BRIDGE, 'Affected'), [PCI_BRIDGE, CMI, RTL])
@@ -247,7 +273,13 @@ class EventsTest(harness.HotresetdTestCase):
         # The NVMe root port gains a resettable slot: the scope becomes "slot".
         find_device(self.machine, '0000:00:06.0')['bridge']['slot_reset'] = True
         mark = self.rewrite()
-        self.rec.wait_properties(device_path(NVME), DEVICE_IFACE, {'ResetScope': 'slot'}, mark)
+        # Another reset, another domain: the bus's goes, the slot's comes.
+        slot = domain_path('0000:02', 0)
+        self.rec.wait_properties(device_path(NVME), DEVICE_IFACE,
+                                 {'ResetScope': 'slot', 'ResetDomain': slot, 'Affected': Invalidated}, mark)
+        self.rec.wait_interfaces_removed(domain_path('0000:02'), mark)
+        added = self.rec.wait_interfaces_added(slot, mark)[DOMAIN_IFACE]
+        self.assertEqual((added['Scope'], added['Members'], added['Possible']), ('slot', [NVME], True))
         self.assertEqual(self.env.device_property(NVME, 'ResetScope'), 'slot')
         self.assertEqual(self.env.device_property(NVME, 'Affected'), [NVME])
         self.assertIn((NVME, 'vfio-pci', 'slot', device_path(NVME)), self.env.list_devices())
@@ -260,7 +292,8 @@ class EventsTest(harness.HotresetdTestCase):
         self.rec.wait_properties(device_path(GPU), DEVICE_IFACE, {'HotResetPossible': True}, mark)
         self.rec.sync()
         paths = {m['path'] for m in self.rec.signals(mark)}
-        self.assertEqual(paths, {device_path(GPU), device_path(AUDIO)}, self.rec.describe(mark))
+        # The two functions and the reset domain they share.
+        self.assertEqual(paths, {device_path(GPU), device_path(AUDIO), GPU_DOMAIN}, self.rec.describe(mark))
         self.assertEqual(self.rec.signals(mark, member='InterfacesAdded'), [])
         self.assertEqual(self.rec.signals(mark, member='InterfacesRemoved'), [])
 
@@ -288,7 +321,12 @@ class ServerEventsTest(harness.HotresetdTestCase):
         self.env.rewrite_machine(machine)
         props = rec.wait_interfaces_added(device_path('0001:02:00.0'), mark)[DEVICE_IFACE]
         self.assertEqual(props['ResetScope'], 'slot')
-        self.assertEqual(props['Affected'], ['0001:02:00.0'])
+        self.assertNotIn('Affected', props)  # explicit: read with Get
+        self.assertEqual(self.env.device_property('0001:02:00.0', 'Affected'), ['0001:02:00.0'])
+        # The slot's reset domain comes with it.
+        slot = domain_path('0001:02', 0)
+        self.assertEqual(props['ResetDomain'], slot)
+        self.assertEqual(rec.wait_interfaces_added(slot, mark)[DOMAIN_IFACE]['Members'], ['0001:02:00.0'])
         self.assertEqual(props['Driver'], 'nvme')
         self.assertEqual(props['IommuGroup'], 63)
         self.assertIs(props['HotResetPossible'], False)
@@ -302,6 +340,7 @@ class ServerEventsTest(harness.HotresetdTestCase):
         self.env.rewrite_machine(machine)
         rec.wait_properties(device_path('0001:02:00.0'), DEVICE_IFACE,
                             {'Driver': 'vfio-pci', 'CdevPath': is_cdev, 'HotResetPossible': True}, mark)
+        rec.wait_properties(slot, DOMAIN_IFACE, {'Possible': True, 'Blockers': []}, mark)
         self.assertEqual(self.env.check_hot_reset('0001:02:00.0'),
                          (True, [('0001:02:00.0', 'vfio-pci', 63, '', '')]))
         # Surprise removal of a bound device: unbind, then remove.
@@ -309,6 +348,7 @@ class ServerEventsTest(harness.HotresetdTestCase):
         mark = rec.mark()
         self.env.rewrite_machine(machine)
         rec.wait_interfaces_removed(device_path('0001:02:00.0'), mark)
+        rec.wait_interfaces_removed(slot, mark)
         rec.wait_properties(ROOT_PATH, MANAGER_IFACE, {'DeviceCount': 24}, mark)
         self.env.expect_error(ROOT_PATH, MANAGER_IFACE, 'GetDevice', 's', ['0001:02:00.0'],
                               ERR_NO_SUCH_DEVICE, '0001:02:00.0')

@@ -40,7 +40,12 @@ class ExamplesAsWrittenTest(harness.HotresetdTestCase):
             listed = self.env.list_devices()
             self.assertEqual([x[0] for x in listed], sorted(x['address'] for x in devices))
             objects = self.env.managed_objects()
-            self.assertEqual(set(objects), {device_path(x['address']) for x in devices})
+            self.assertEqual(set(harness.device_objects(objects)), {device_path(x['address']) for x in devices})
+            # One reset domain object for each slot or bus some device's own
+            # hot reset resets, and no other object.
+            domains = harness.expected_reset_domains(machine)
+            self.assertEqual(set(harness.domain_objects(objects)), set(domains.values()) - {'/'})
+            self.assertEqual(len(objects), len(devices) + len(set(domains.values()) - {'/'}))
             for dev in devices:
                 props = objects[device_path(dev['address'])][DEVICE_IFACE]
                 with self.subTest(example=name, address=dev['address']):
@@ -53,8 +58,12 @@ class ExamplesAsWrittenTest(harness.HotresetdTestCase):
                     self.assertEqual(props['ResetMethods'], dev['reset_methods'])
                     self.assertEqual(props['IsBridge'], 'bridge' in dev)
                     self.assertEqual(props['Context'], '/')
-                    self.assertIn(dev['address'], props['Affected'])
-                    self.assertEqual(props['Affected'], sorted(props['Affected']))
+                    self.assertEqual(props['ResetDomain'], domains[dev['address']])
+                    # Affected is explicit: not in GetManagedObjects, read with Get.
+                    self.assertNotIn('Affected', props)
+                    affected = self.env.device_property(dev['address'], 'Affected')
+                    self.assertIn(dev['address'], affected)
+                    self.assertEqual(affected, sorted(affected))
                     if cdev and dev['driver'] == 'vfio-pci':
                         self.assertRegex(props['CdevPath'], CDEV_RE)
                     else:

@@ -9,7 +9,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import DEVICE_IFACE, MANAGER_IFACE, ROOT_PATH, device_path, find_device  # noqa: E402
+from harness import DEVICE_IFACE, MANAGER_IFACE, ROOT_PATH, device_path, domain_path, find_device  # noqa: E402
 
 GPU, AUDIO, NIC = '0000:01:00.0', '0000:01:00.1', '0000:02:00.0'
 
@@ -44,9 +44,13 @@ class GroupModelTest(harness.HotresetdTestCase):
         expected = {
             'Address': GPU, 'VendorId': 0x1002, 'DeviceId': 0x73bf, 'Class': 0x030000, 'IsBridge': False,
             'Driver': 'vfio-pci', 'IommuGroup': 12, 'CdevPath': '', 'ResetMethods': ['bus'],
-            'ResetScope': 'bus', 'Affected': [GPU, AUDIO], 'Context': '/', 'HotResetPossible': True,
+            'ResetScope': 'bus', 'ResetDomain': domain_path('0000:01'), 'Affected': [GPU, AUDIO], 'Context': '/',
+            'HotResetPossible': True,
         }
         got = self.env.device_properties(GPU)
+        # Affected is explicit: not in GetAll, read with Get.
+        self.assertNotIn('Affected', got)
+        got['Affected'] = self.env.device_property(GPU, 'Affected')
         self.assertEqual({k: got.get(k) for k in expected}, expected)
 
     def test_check_hot_reset(self):

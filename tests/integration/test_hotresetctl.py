@@ -370,6 +370,9 @@ Reset methods: bus
             with self.subTest(address=address):
                 info = self.ctl_json('info', address)
                 props = self.env.device_properties(address)
+                # Affected is explicit: not in GetAll, read with Get.
+                self.assertNotIn('Affected', props)
+                props['Affected'] = self.env.device_property(address, 'Affected')
                 self.assertEqual(info, {
                     'path': device_path(address),
                     'address': props['Address'],

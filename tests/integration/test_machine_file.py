@@ -293,7 +293,9 @@ class BadUpdateTest(harness.HotresetdTestCase):
         self.env.rewrite_machine(marker)            # a change that proves the one before was read
         self.rec.wait_properties(device_path('0000:02:00.0'), DEVICE_IFACE, {'Driver': 'nvme'}, mark)
         self.rec.sync()
-        self.assertEqual({m['path'] for m in self.rec.signals(mark)}, {device_path('0000:02:00.0')},
+        # The NVMe and its reset domain (bus 02), nothing else.
+        self.assertEqual({m['path'] for m in self.rec.signals(mark)},
+                         {device_path('0000:02:00.0'), harness.domain_path('0000:02')},
                          self.rec.describe(mark))
 
     def test_model_change_update(self):

@@ -8,7 +8,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import DEVICE_IFACE, MANAGER_IFACE, ROOT_PATH, device_path  # noqa: E402
+from harness import DEVICE_IFACE, MANAGER_IFACE, ROOT_PATH, device_path, domain_path  # noqa: E402
 
 # examples/workstation.json as ListDevices must report it: sorted by address,
 # bridges included, "" for unbound, scope none on the root bus.
@@ -31,8 +31,14 @@ WORKSTATION_LIST = [
     ('0000:05:01.0', 'r8169', 'bus'),
 ]
 
+# What GetAll and GetManagedObjects carry for a device. Affected is not
+# among them (an explicit property: read it with Get, or the domain's
+# Members).
 DEVICE_PROPERTIES = {'Address', 'VendorId', 'DeviceId', 'Class', 'IsBridge', 'Driver', 'IommuGroup',
-                     'CdevPath', 'ResetMethods', 'ResetScope', 'Affected', 'Context', 'HotResetPossible'}
+                     'CdevPath', 'ResetMethods', 'ResetScope', 'ResetDomain', 'Context', 'HotResetPossible'}
+
+# The reset domains of the workstation: one per bus below a bridge.
+WORKSTATION_DOMAINS = {'0000:01', '0000:02', '0000:03', '0000:04', '0000:05'}
 
 
 class ManagerTest(harness.HotresetdTestCase):
@@ -86,12 +92,16 @@ class ManagerTest(harness.HotresetdTestCase):
 
     def test_get_managed_objects(self):
         objects = self.env.managed_objects()
-        self.assertEqual(set(objects), {device_path(a) for a, _, _ in WORKSTATION_LIST})
+        self.assertEqual(set(harness.device_objects(objects)), {device_path(a) for a, _, _ in WORKSTATION_LIST})
+        # The reset domains are managed objects too; nothing else is.
+        self.assertEqual(set(harness.domain_objects(objects)), {domain_path(b) for b in WORKSTATION_DOMAINS})
+        self.assertEqual(set(objects), set(harness.device_objects(objects)) | set(harness.domain_objects(objects)))
         for address, driver, scope in WORKSTATION_LIST:
             ifaces = objects[device_path(address)]
             self.assertIn(DEVICE_IFACE, ifaces)
             props = ifaces[DEVICE_IFACE]
             self.assertTrue(DEVICE_PROPERTIES <= set(props), f'{address}: {sorted(props)}')
+            self.assertNotIn('Affected', props)
             self.assertEqual(props['Address'], address)
             self.assertEqual(props['Driver'], driver)
             self.assertEqual(props['ResetScope'], scope)
