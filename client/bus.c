@@ -90,6 +90,18 @@ int bus_get_all_properties(sd_bus *bus, const char *path, const char *interface,
         return 0;
 }
 
+int bus_get_property_json(sd_bus *bus, const char *path, const char *interface, const char *property,
+                          sd_bus_error *error, json_object **ret) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        int r;
+
+        r = sd_bus_call_method(bus, BUS_NAME, path, PROPERTIES_IFACE, "Get", error, &reply, "ss", interface,
+                               property);
+        if (r < 0)
+                return r;
+        return bus_message_read_json(reply, ret);
+}
+
 int bus_get_managed_objects(sd_bus *bus, json_object **ret) {
         _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;

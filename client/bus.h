@@ -12,9 +12,11 @@
 #define BUS_NAME "org.hotresetd.Broker1"
 #define ROOT_PATH "/org/hotresetd/Broker1"
 #define DEVICE_PATH_PREFIX ROOT_PATH "/device/"
+#define DOMAIN_PATH_PREFIX ROOT_PATH "/domain/"
 #define CONTEXT_PATH_PREFIX ROOT_PATH "/context/"
 #define MANAGER_IFACE "org.hotresetd.Broker1.Manager"
 #define DEVICE_IFACE "org.hotresetd.Broker1.Device"
+#define DOMAIN_IFACE "org.hotresetd.Broker1.ResetDomain"
 #define CONTEXT_IFACE "org.hotresetd.Broker1.Context"
 #define PROPERTIES_IFACE "org.freedesktop.DBus.Properties"
 #define OBJECT_MANAGER_IFACE "org.freedesktop.DBus.ObjectManager"
@@ -45,7 +47,15 @@ int bus_get_device_path(sd_bus *bus, const char *address, char **ret_path);
 int bus_get_all_properties(sd_bus *bus, const char *path, const char *interface, const char *what,
                            json_object **ret);
 
-/* ObjectManager.GetManagedObjects as {path: {interface: {name: value}}}. */
+/* Properties.Get of one property as JSON. Quiet: the caller decides
+ * whether a failure is worth printing (error is filled in). Explicit
+ * properties (the device's Affected) are only served this way: GetAll and
+ * GetManagedObjects leave them out. */
+int bus_get_property_json(sd_bus *bus, const char *path, const char *interface, const char *property,
+                          sd_bus_error *error, json_object **ret);
+
+/* ObjectManager.GetManagedObjects as {path: {interface: {name: value}}}:
+ * devices, reset domains and contexts. */
 int bus_get_managed_objects(sd_bus *bus, json_object **ret);
 
 /* Reads the next complete value of m as JSON: arrays as arrays, dicts as

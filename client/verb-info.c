@@ -97,6 +97,24 @@ static void print_field(const Field *f, json_object *value) {
         }
 }
 
+/* Affected is an explicit property: GetAll leaves it out, so it is read on
+ * its own and added to props. */
+static int get_affected(sd_bus *bus, const char *path, const char *address, json_object *props) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        json_object *affected = NULL;
+        int r;
+
+        r = bus_get_property_json(bus, path, DEVICE_IFACE, "Affected", &error, &affected);
+        if (r < 0)
+                return bus_log_error(&error, r, "get the devices a hot reset of %s affects", address);
+        if (json_object_object_add(props, "Affected", affected) < 0) {
+                json_object_put(affected);
+                fputs("Out of memory.\n", stderr);
+                return -ENOMEM;
+        }
+        return 0;
+}
+
 static int run(int argc, char *argv[]) {
         _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
         _cleanup_json_ json_object *props = NULL, *out = NULL;
@@ -106,7 +124,8 @@ static int run(int argc, char *argv[]) {
         if (parse_address_arg(argv[0], address) < 0)
                 return EXIT_USAGE;
         if (bus_open(&bus) < 0 || bus_get_device_path(bus, address, &path) < 0 ||
-            bus_get_all_properties(bus, path, DEVICE_IFACE, address, &props) < 0)
+            bus_get_all_properties(bus, path, DEVICE_IFACE, address, &props) < 0 ||
+            get_affected(bus, path, address, props) < 0)
                 return EXIT_ERROR;
 
         if (!arg_json) {

@@ -1,11 +1,12 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* hotresetctl monitor: one line per event of the daemon — devices and
- * contexts coming and going (ObjectManager), property changes, hot resets
- * announced (PrepareForHotReset) and done (HotResetDone), the daemon
- * starting and stopping — until SIGINT or SIGTERM. */
+/* hotresetctl monitor: one line per event of the daemon — devices, reset
+ * domains and contexts coming and going (ObjectManager), property changes,
+ * hot resets announced (PrepareForHotReset) and done (HotResetDone), the
+ * daemon starting and stopping — until SIGINT or SIGTERM. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "bus.h"
 #include "hotresetctl.h"
@@ -38,6 +39,8 @@ static bool device_address_from_path(const char *path, char buf[static PCI_ADDRE
 static const char *object_kind(const char *path) {
         if (strncmp(path, DEVICE_PATH_PREFIX, strlen(DEVICE_PATH_PREFIX)) == 0)
                 return "device";
+        if (strncmp(path, DOMAIN_PATH_PREFIX, strlen(DOMAIN_PATH_PREFIX)) == 0)
+                return "domain";
         if (strncmp(path, CONTEXT_PATH_PREFIX, strlen(CONTEXT_PATH_PREFIX)) == 0)
                 return "context";
         if (streq(path, ROOT_PATH))
@@ -45,7 +48,8 @@ static const char *object_kind(const char *path) {
         return "object";
 }
 
-/* The object as people name it: an address, context/N, "manager". */
+/* The object as people name it: an address, context/N, domain/pci_…,
+ * "manager". */
 static const char *object_name(const char *path, char buf[static PCI_ADDRESS_STRING_MAX]) {
         if (device_address_from_path(path, buf))
                 return buf;
@@ -100,6 +104,7 @@ static int describe_object_event(sd_bus_message *m, bool added, json_object *out
                                  size_t event_size) {
         static const char *const device_summary[] = { "Driver", "IommuGroup", "ResetScope", "HotResetPossible", NULL };
         static const char *const context_summary[] = { "Owner", "Persistent", "Description", NULL };
+        static const char *const domain_summary[] = { "Scope", "Possible", NULL };
         _cleanup_json_ json_object *what = NULL;
         char buf[PCI_ADDRESS_STRING_MAX];
         const char *path;
@@ -125,8 +130,28 @@ static int describe_object_event(sd_bus_message *m, bool added, json_object *out
                         append_properties(line, props, device_summary);
                 else if (json_object_object_get_ex(what, CONTEXT_IFACE, &props))
                         append_properties(line, props, context_summary);
+                else if (json_object_object_get_ex(what, DOMAIN_IFACE, &props))
+                        append_properties(line, props, domain_summary);
         }
         return json_add(out, "interfaces", TAKE_PTR(what));
+}
+
+/* An invalidated property (the daemon sends the device's Affected that
+ * way: without its value) read back with Get and added to changed; false
+ * when that fails (the object went away meanwhile). The value is the one
+ * of now, which may be newer than the signal. */
+static bool fetch_invalidated(sd_bus *bus, const char *path, const char *interface, const char *property,
+                              json_object *changed) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        json_object *value = NULL;
+
+        if (bus_get_property_json(bus, path, interface, property, &error, &value) < 0)
+                return false;
+        if (json_object_object_add(changed, property, value) < 0) {
+                json_object_put(value);
+                return false;
+        }
+        return true;
 }
 
 /* PropertiesChanged (s, a{sv}, as). */
@@ -135,6 +160,7 @@ static int describe_properties_changed(sd_bus_message *m, json_object *out, FILE
         _cleanup_json_ json_object *changed = NULL, *invalidated = NULL;
         const char *path = sd_bus_message_get_path(m), *interface;
         char buf[PCI_ADDRESS_STRING_MAX];
+        size_t n_invalidated;
         int r;
 
         r = sd_bus_message_read(m, "s", &interface);
@@ -143,12 +169,26 @@ static int describe_properties_changed(sd_bus_message *m, json_object *out, FILE
         if ((r = bus_message_read_json(m, &changed)) < 0 || (r = bus_message_read_json(m, &invalidated)) < 0)
                 return r;
 
+        /* Invalidated properties are shown with their value, read now;
+         * "invalidated" keeps what the signal said. */
+        n_invalidated = json_object_array_length(invalidated);
+        bool *fetched = calloc(n_invalidated + 1, sizeof(bool));
+        if (!fetched)
+                return -ENOMEM;
+        for (size_t i = 0; i < n_invalidated; i++)
+                fetched[i] = fetch_invalidated(sd_bus_message_get_bus(m), path, interface,
+                                               json_object_get_string(json_object_array_get_idx(invalidated, i)),
+                                               changed);
+
         const char *kind = object_kind(path);
         snprintf(event, event_size, "%s-changed", kind);
         fprintf(line, " %s", object_name(path, buf));
         append_properties(line, changed, NULL);
-        for (size_t i = 0; i < json_object_array_length(invalidated); i++)
-                fprintf(line, " %s=(invalidated)", json_object_get_string(json_object_array_get_idx(invalidated, i)));
+        for (size_t i = 0; i < n_invalidated; i++)
+                if (!fetched[i])
+                        fprintf(line, " %s=(invalidated)",
+                                json_object_get_string(json_object_array_get_idx(invalidated, i)));
+        free(fetched);
 
         if (json_add(out, "object", json_object_new_string(path)) < 0 ||
             (device_address_from_path(path, buf) && json_add(out, "address", json_object_new_string(buf)) < 0) ||
@@ -344,12 +384,18 @@ const Verb verb_monitor = {
         .synopsis = "",
         .summary = "Print the daemon's events as they happen, until interrupted",
         .help = "One line per event: TIMESTAMP EVENT OBJECT DETAILS. Events: device-added,\n"
-                "device-removed, device-changed, context-added, context-removed,\n"
-                "context-changed, manager-changed (PropertyName=value for what changed),\n"
-                "prepare-for-hot-reset, hot-reset-done, daemon-started, daemon-stopped.\n"
+                "device-removed, device-changed, domain-added, domain-removed,\n"
+                "domain-changed (reset domains, named domain/pci_SSSS_BB[_DD]),\n"
+                "context-added, context-removed, context-changed, manager-changed\n"
+                "(PropertyName=value for what changed), prepare-for-hot-reset,\n"
+                "hot-reset-done, daemon-started, daemon-stopped. A property the daemon only\n"
+                "invalidates (a device's Affected) is read when the signal comes and shown\n"
+                "with that value.\n"
                 "--json: one object a line: {timestamp, timestamp_usec, event, object, ...}\n"
-                "with the signal's data under D-Bus names (properties, interfaces, affected,\n"
-                "duration_usec, result). Runs until SIGINT or SIGTERM (exit status 0).\n",
+                "with the signal's data under D-Bus names (properties, invalidated,\n"
+                "interfaces, affected, duration_usec, result); invalidated properties also\n"
+                "appear in properties with the value read then. Runs until SIGINT or SIGTERM\n"
+                "(exit status 0).\n",
         .min_args = 0,
         .max_args = 0,
         .run = run,
