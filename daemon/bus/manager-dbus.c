@@ -25,11 +25,16 @@
 
 typedef struct BusState {
         sd_event_source *publish_source;
+        size_t published; /* objects published or removed since the heap was last trimmed */
 } BusState;
+
+/* After a burst this large, the heap has room it will not need again. */
+#define TRIM_AFTER_OBJECTS 1024
 
 /* ---- publishing ---------------------------------------------------------- */
 
-static void publish(Manager *m, bool silent, size_t budget) {
+static size_t publish(Manager *m, bool silent, size_t budget) {
+        size_t start = budget;
         PciDevice *d;
         ResetDomain *dom;
         Context *c;
@@ -65,20 +70,32 @@ static void publish(Manager *m, bool silent, size_t budget) {
         if (!silent && (changes & MANAGER_CHANGED_POLICY))
                 (void) sd_bus_emit_properties_changed(m->bus, BROKER_PATH, MANAGER_INTERFACE, "Limits",
                                                       "UnleasedHotReset", NULL);
-}
-
-static int on_publish(sd_event_source *s, void *userdata) {
-        Manager *m = userdata;
-
-        publish(m, false, PUBLISH_BUDGET);
-        /* What did not fit waits for the next pass, after the bus. */
-        if (manager_has_queued(m))
-                (void) sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
-        return 0;
+        return start - budget;
 }
 
 static BusState *bus_state(Manager *m) {
         return m->hooks_userdata;
+}
+
+static int on_publish(sd_event_source *s, void *userdata) {
+        Manager *m = userdata;
+        BusState *b = bus_state(m);
+
+        b->published += publish(m, false, PUBLISH_BUDGET);
+        /* What did not fit waits for the next pass, after the bus. */
+        if (manager_has_queued(m)) {
+                (void) sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+                return 0;
+        }
+        /* A burst (a thousand functions hotplugged and gone) leaves free
+         * memory in the middle of the heap; give it back, as systemd's
+         * sd_event_trim_memory() does. Not after small changes: it costs a
+         * walk of the heap. */
+        if (b->published >= TRIM_AFTER_OBJECTS) {
+                (void) malloc_trim(0);
+                b->published = 0;
+        }
+        return 0;
 }
 
 static void hook_queued(Manager *m) {
@@ -92,6 +109,7 @@ static void hook_queued(Manager *m) {
 
 static void hook_device_removed(Manager *m, PciDevice *d) {
         device_object_removed(m, d);
+        bus_state(m)->published++; /* counts toward trimming the heap */
 }
 
 static void hook_domain_removed(Manager *m, ResetDomain *dom) {

@@ -3,8 +3,12 @@
  * udev. The file is watched; every rewrite is diffed against the last good
  * machine and delivered as the uevents the kernel would have sent. */
 #include <errno.h>
+#include <malloc.h>
+#include <pthread.h>
 #include <stdio.h>
+#include <sys/eventfd.h>
 #include <sys/inotify.h>
+#include <unistd.h>
 
 #include "backend-emulated.h"
 #include "emulated-vfio.h"
@@ -34,6 +38,27 @@ typedef struct EmulatedBackend {
 
         unsigned n_updates;
 
+        /* A changed file is parsed on a worker thread (a large machine takes
+         * tens of milliseconds), so the daemon goes on answering meanwhile;
+         * the loop hears of the result through the eventfd. */
+        pthread_t load_thread;
+        bool loading, load_again;
+        int load_eventfd;
+        sd_event_source *load_source;
+        Machine *loaded;
+        char *load_error;
+        int load_result;
+
+        /* The events of an update wait here and are delivered a batch per
+         * turn of the event loop, as uevents arrive: a thousand hotplugged
+         * functions never keep the daemon from answering for long. The
+         * initial machine is delivered at once. */
+        struct PendingEvent *pending;
+        size_t n_pending, pending_head, allocated_pending;
+        sd_event_source *deliver_source;
+        bool queue_events;
+        size_t cdev_hint; /* no free vfio-dev number below this one */
+
         /* The kernel's side of the vfio/iommufd uAPI, over a device table
          * that follows every delivered event (the daemon keeps its own). */
         Topology *kernel;
@@ -59,7 +84,9 @@ static const char *plural_s(size_t n) {
 static int cdev_allocate(EmulatedBackend *s, char **ret) {
         size_t i;
 
-        for (i = 0; i < s->n_cdev_used && s->cdev_used[i]; i++)
+        /* The lowest free number, as the kernel's IDA hands out, without
+         * looking at every number below it each time. */
+        for (i = s->cdev_hint; i < s->n_cdev_used && s->cdev_used[i]; i++)
                 ;
         if (i == s->n_cdev_used) {
                 size_t n = s->n_cdev_used ? s->n_cdev_used * 2 : 16;
@@ -74,6 +101,7 @@ static int cdev_allocate(EmulatedBackend *s, char **ret) {
         if (asprintf(ret, VFIO_CDEV_PREFIX "%zu", i) < 0)
                 return -ENOMEM;
         s->cdev_used[i] = true;
+        s->cdev_hint = i + 1;
         return 0;
 }
 
@@ -87,8 +115,11 @@ static void cdev_release(EmulatedBackend *s, const char *path) {
         p = path + strlen(VFIO_CDEV_PREFIX);
         errno = 0;
         i = strtoul(p, &end, 10);
-        if (errno == 0 && end != p && *end == 0 && i < s->n_cdev_used)
+        if (errno == 0 && end != p && *end == 0 && i < s->n_cdev_used) {
                 s->cdev_used[i] = false;
+                if (i < s->cdev_hint)
+                        s->cdev_hint = i;
+        }
 }
 
 /* ---- Delivering events ---- */
@@ -115,9 +146,67 @@ static void kernel_apply(EmulatedBackend *s, BackendAction action, const PciDevi
                                 pci_address_format(&info->address, buf));
 }
 
-static void emit(EmulatedBackend *s, BackendAction action, const PciDeviceInfo *info) {
+typedef struct PendingEvent {
+        BackendAction action;
+        PciDeviceInfo info;
+} PendingEvent;
+
+#define DELIVER_BATCH 128
+
+static void deliver(EmulatedBackend *s, BackendAction action, const PciDeviceInfo *info) {
         kernel_apply(s, action, info);
         backend_emit(&s->base, action, info);
+}
+
+static void emit(EmulatedBackend *s, BackendAction action, const PciDeviceInfo *info) {
+        if (!s->queue_events) {
+                deliver(s, action, info);
+                return;
+        }
+        if (s->n_pending == s->allocated_pending) {
+                size_t n = s->allocated_pending ? s->allocated_pending * 2 : 64;
+                PendingEvent *p = realloc(s->pending, n * sizeof(PendingEvent));
+                if (!p)
+                        goto fallback;
+                s->pending = p;
+                s->allocated_pending = n;
+        }
+        PendingEvent *e = &s->pending[s->n_pending];
+        if (pci_device_info_copy(&e->info, info) < 0)
+                goto fallback;
+        e->action = action;
+        s->n_pending++;
+        (void) sd_event_source_set_enabled(s->deliver_source, SD_EVENT_ON);
+        return;
+
+fallback:
+        /* Out of memory: late is better than lost, and order is kept only
+         * if nothing is waiting. */
+        log_oom();
+        if (s->pending_head == s->n_pending)
+                deliver(s, action, info);
+}
+
+static void pending_clear(EmulatedBackend *s) {
+        for (size_t i = s->pending_head; i < s->n_pending; i++)
+                pci_device_info_done(&s->pending[i].info);
+        s->n_pending = s->pending_head = 0;
+}
+
+static int on_deliver(sd_event_source *source, void *userdata) {
+        EmulatedBackend *s = userdata;
+        for (unsigned k = 0; k < DELIVER_BATCH && s->pending_head < s->n_pending; k++) {
+                PendingEvent *e = &s->pending[s->pending_head++];
+                deliver(s, e->action, &e->info);
+                pci_device_info_done(&e->info);
+        }
+        if (s->pending_head < s->n_pending)
+                return 0; /* more on the next turn, after the bus */
+        s->n_pending = s->pending_head = 0;
+        (void) sd_event_source_set_enabled(source, SD_EVENT_OFF);
+        /* The update is through once its last event is. */
+        s->n_updates++;
+        return 0;
 }
 
 static void device_unbind(EmulatedBackend *s, const PciDeviceInfo *o) {
@@ -231,40 +320,88 @@ static int emulated_apply(EmulatedBackend *s, Machine *next) {
 
 /* ---- Watching the file ---- */
 
-static void emulated_update(EmulatedBackend *s) {
-        _cleanup_(machine_freep) Machine *next = NULL;
-        _cleanup_free_ char *error = NULL;
-        size_t n = s->machine ? s->machine->n_devices : 0;
-        int r;
+static void *load_thread(void *userdata) {
+        EmulatedBackend *s = userdata;
+        uint64_t one = 1;
 
-        s->n_updates++;
+        s->load_result = machine_load_direct(s->path, &s->loaded, &s->load_error);
+        if (write(s->load_eventfd, &one, sizeof one) < 0)
+                abort(); /* an eventfd write cannot fail here */
+        return NULL;
+}
 
-        r = machine_load(s->path, &next, &error);
-        if (r == -ENOMEM) {
-                log_oom();
+static void emulated_load(EmulatedBackend *s) {
+        if (s->loading) {
+                /* Changed again while being read: read it once more after. */
+                s->load_again = true;
                 return;
         }
+        s->load_again = false;
+        int r = pthread_create(&s->load_thread, NULL, load_thread, s);
+        if (r != 0) {
+                log_error_errno(r, "Emulated kernel: cannot start reading %s: %m", s->path);
+                s->n_updates++;
+                return;
+        }
+        s->loading = true;
+}
+
+/* The parse is done: apply it (its events are queued) or say why not. */
+static void emulated_update(EmulatedBackend *s, Machine *parsed, int r, const char *error) {
+        _cleanup_(machine_freep) Machine *next = NULL;
+        size_t n = s->machine ? s->machine->n_devices : 0;
+        bool queued = false;
+
+        if (r >= 0) {
+                next = parsed;
+                /* The parse tree was allocated before the machine, on the
+                 * worker's arena, and is freed: its pages go back. */
+                (void) malloc_trim(0);
+        } else
+                machine_free(parsed);
+        if (r == -ENOMEM)
+                log_oom();
         /* A half-edited file must not make devices vanish: keep going with
          * what we have until the file is good again. */
-        if (r < 0) {
+        else if (r < 0)
                 log_warning("Emulated kernel: ignoring an invalid update: %s; keeping the last good machine (%zu device%s).",
                             strempty(error), n, plural_s(n));
-                return;
-        }
-        if (next->cdev != s->base.cdev) {
+        else if (next->cdev != s->base.cdev)
                 log_warning("Emulated kernel: ignoring the update of %s: \"cdev\" changed from %s to %s, but the uAPI "
                             "model cannot change at runtime (restart the daemon); keeping the last good machine (%zu "
                             "device%s).",
                             s->path, s->base.cdev ? "true" : "false", next->cdev ? "true" : "false", n, plural_s(n));
-                return;
+        else {
+                log_info("Emulated kernel: reloaded %s (%zu device%s, %s model)", s->path, next->n_devices,
+                         plural_s(next->n_devices), model_name(next->cdev));
+                emulated_vfio_set_reset_delay(s->vfio, next->reset_delay_ms);
+                r = emulated_apply(s, TAKE_PTR(next));
+                if (r < 0)
+                        log_error_errno(r, "Emulated kernel: failed to apply the update of %s: %m", s->path);
+                queued = s->pending_head < s->n_pending;
         }
+        /* Counted when its last event is delivered, or now if it has none. */
+        if (!queued)
+                s->n_updates++;
+}
 
-        log_info("Emulated kernel: reloaded %s (%zu device%s, %s model)", s->path, next->n_devices,
-                 plural_s(next->n_devices), model_name(next->cdev));
-        emulated_vfio_set_reset_delay(s->vfio, next->reset_delay_ms);
-        r = emulated_apply(s, TAKE_PTR(next));
-        if (r < 0)
-                log_error_errno(r, "Emulated kernel: failed to apply the update of %s: %m", s->path);
+static int on_loaded(sd_event_source *source, int fd, uint32_t revents, void *userdata) {
+        EmulatedBackend *s = userdata;
+        _cleanup_free_ char *error = NULL;
+        uint64_t value;
+
+        if (read(fd, &value, sizeof value) < 0 && errno != EAGAIN)
+                return log_error_errno(errno, "Emulated kernel: cannot read the load notification: %m");
+        if (!s->loading)
+                return 0;
+        (void) pthread_join(s->load_thread, NULL);
+        s->loading = false;
+        error = TAKE_PTR(s->load_error);
+        Machine *parsed = TAKE_PTR(s->loaded);
+        emulated_update(s, parsed, s->load_result, error);
+        if (s->load_again)
+                emulated_load(s);
+        return 0;
 }
 
 static int on_inotify(sd_event_source *source, const struct inotify_event *ev, void *userdata) {
@@ -274,7 +411,7 @@ static int on_inotify(sd_event_source *source, const struct inotify_event *ev, v
         if (!(ev->mask & IN_Q_OVERFLOW) && (ev->len == 0 || !streq(ev->name, s->filename)))
                 return 0;
 
-        emulated_update(s);
+        emulated_load(s);
         return 0;
 }
 
@@ -294,10 +431,24 @@ static int emulated_start(Backend *b) {
                 return log_error_errno(r, "Emulated kernel: cannot watch %s: %m", s->dir);
         (void) sd_event_source_set_description(s->inotify_source, "emulated-machine-file");
 
+        s->load_eventfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (s->load_eventfd < 0)
+                return log_error_errno(errno, "Emulated kernel: cannot make an eventfd: %m");
+        r = sd_event_add_io(b->event, &s->load_source, s->load_eventfd, EPOLLIN, on_loaded, s);
+        if (r < 0)
+                return log_error_errno(r, "Emulated kernel: cannot watch the machine file reader: %m");
+        r = sd_event_add_defer(b->event, &s->deliver_source, on_deliver, s);
+        if (r < 0)
+                return log_error_errno(r, "Emulated kernel: cannot set up event delivery: %m");
+        (void) sd_event_source_set_enabled(s->deliver_source, SD_EVENT_OFF);
+
+        /* The machine as it is at start is delivered at once: it is the
+         * state the daemon starts from, not a change. */
         emulated_vfio_set_reset_delay(s->vfio, s->initial->reset_delay_ms);
         r = emulated_apply(s, TAKE_PTR(s->initial));
         if (r < 0)
                 return log_error_errno(r, "Emulated kernel: failed to deliver the machine: %m");
+        s->queue_events = true;
         return 0;
 }
 
@@ -305,6 +456,15 @@ static void emulated_free(Backend *b) {
         EmulatedBackend *s = emulated(b);
 
         sd_event_source_disable_unref(s->inotify_source);
+        if (s->loading)
+                (void) pthread_join(s->load_thread, NULL);
+        machine_free(s->loaded);
+        free(s->load_error);
+        sd_event_source_disable_unref(s->load_source);
+        safe_close(s->load_eventfd);
+        sd_event_source_disable_unref(s->deliver_source);
+        pending_clear(s);
+        free(s->pending);
         emulated_vfio_free(s->vfio);
         topology_free(s->kernel);
         machine_free(s->initial);
@@ -380,6 +540,7 @@ int backend_emulated_new(sd_event *e, const char *machine_path, BackendEventHand
         b->event = sd_event_ref(e);
         b->handler = handler;
         b->userdata = userdata;
+        s->load_eventfd = -1;
 
         r = machine_load(machine_path, &s->initial, &error);
         if (r == -ENOMEM)

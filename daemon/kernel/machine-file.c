@@ -788,7 +788,7 @@ static int read_file(const char *path, char **ret, size_t *ret_size) {
         return 0;
 }
 
-static int machine_load_here(const char *path, Machine **ret, char **ret_error) {
+int machine_load_direct(const char *path, Machine **ret, char **ret_error) {
         _cleanup_free_ char *text = NULL;
         size_t size = 0;
         int r;
@@ -816,27 +816,6 @@ static int machine_load_here(const char *path, Machine **ret, char **ret_error) 
         return machine_parse(text, path, ret, ret_error);
 }
 
-static Machine *machine_copy(const Machine *m) {
-        Machine *c = calloc(1, sizeof(Machine));
-        if (!c)
-                return NULL;
-        c->cdev = m->cdev;
-        c->reset_delay_ms = m->reset_delay_ms;
-        c->devices = calloc(m->n_devices ? m->n_devices : 1, sizeof(PciDeviceInfo));
-        if (!c->devices || (m->description && !(c->description = strdup(m->description)))) {
-                machine_free(c);
-                return NULL;
-        }
-        for (size_t i = 0; i < m->n_devices; i++) {
-                if (pci_device_info_copy(&c->devices[i], &m->devices[i]) < 0) {
-                        machine_free(c);
-                        return NULL;
-                }
-                c->n_devices++;
-        }
-        return c;
-}
-
 typedef struct LoadJob {
         const char *path;
         Machine *machine;
@@ -846,7 +825,7 @@ typedef struct LoadJob {
 
 static void *load_thread(void *userdata) {
         LoadJob *j = userdata;
-        j->r = machine_load_here(j->path, &j->machine, &j->error);
+        j->r = machine_load_direct(j->path, &j->machine, &j->error);
         return NULL;
 }
 
@@ -857,11 +836,11 @@ int machine_load(const char *path, Machine **ret, char **ret_error) {
         /* The parse tree of a large machine is hundreds of thousands of
          * small allocations that live for a moment. Parsed on a thread of
          * its own, they come from that thread's malloc arena, not from the
-         * one the daemon's long-lived state grows in; the result is copied
-         * over and the arena's pages go back to the kernel, so the daemon
-         * does not keep the peak of a parse as resident memory. */
+         * one the daemon's long-lived state grows in, and they go back to
+         * the kernel as a whole: the daemon does not keep the peak of a
+         * parse as resident memory. */
         if (pthread_create(&thread, NULL, load_thread, &j) != 0)
-                return machine_load_here(path, ret, ret_error);
+                return machine_load_direct(path, ret, ret_error);
         (void) pthread_join(thread, NULL);
 
         if (j.r < 0) {
@@ -870,12 +849,10 @@ int machine_load(const char *path, Machine **ret, char **ret_error) {
                 free(j.error);
                 return j.r;
         }
-        Machine *copy = machine_copy(j.machine);
-        machine_free(j.machine);
+        /* The machine was allocated after the parse tree on the worker's
+         * arena; the tree is freed, and its pages go back. */
         (void) malloc_trim(0);
-        if (!copy)
-                return -ENOMEM;
-        *ret = copy;
+        *ret = j.machine;
         return 0;
 }
 

@@ -28,6 +28,10 @@ int machine_parse(const char *text, const char *filename, Machine **ret, char **
 /* Reads the file and parses it. I/O errors return -errno with a message
  * naming the file. */
 int machine_load(const char *path, Machine **ret, char **ret_error);
+/* The same, on the calling thread (machine_load() parses on a thread of its
+ * own, to keep the parse's allocations apart from the daemon's state; a
+ * caller that does that itself calls this). */
+int machine_load_direct(const char *path, Machine **ret, char **ret_error);
 
 Machine *machine_free(Machine *m);
 static inline void machine_freep(Machine **m) {
