@@ -52,25 +52,50 @@ static uint64_t hash_strv(char **l) {
 }
 
 char *device_object_path(const PciAddress *a, char buf[static DEVICE_PATH_MAX]) {
-        snprintf(buf, DEVICE_PATH_MAX, DEVICE_PATH_PREFIX "/pci_%04x_%02x_%02x_%x", a->domain, a->bus, a->slot & 0x1fu,
-                 a->function & 7u);
+        char *p = stpcpy(buf, DEVICE_PATH_PREFIX "/pci_");
+        p = pci_hex(p, a->domain, 4);
+        *p++ = '_';
+        p = pci_hex(p, a->bus, 2);
+        *p++ = '_';
+        p = pci_hex(p, a->slot & 0x1fu, 2);
+        *p++ = '_';
+        p = pci_hex(p, a->function & 7u, 1);
+        *p = 0;
         return buf;
 }
 
-/* Only the canonical form maps to an object, so one device has one path. */
+/* n lower-case hex digits (the canonical form only), advancing *p. */
+static int read_lower_hex(const char **p, unsigned n, unsigned *ret) {
+        unsigned v = 0;
+        for (unsigned i = 0; i < n; i++) {
+                char c = (*p)[i];
+                if (c >= '0' && c <= '9')
+                        v = v << 4 | (unsigned) (c - '0');
+                else if (c >= 'a' && c <= 'f')
+                        v = v << 4 | (unsigned) (c - 'a' + 10);
+                else
+                        return -EINVAL;
+        }
+        *p += n;
+        *ret = v;
+        return 0;
+}
+
+/* Only the canonical form maps to an object, so one device has one path.
+ * Every call on a device object starts here: no sscanf(). */
 static int device_path_parse(const char *path, PciAddress *ret) {
+        static const char prefix[] = DEVICE_PATH_PREFIX "/pci_";
         unsigned domain, bus, slot, function;
-        int n = 0;
+        const char *p = path;
 
-        if (sscanf(path, DEVICE_PATH_PREFIX "/pci_%4x_%2x_%2x_%1x%n", &domain, &bus, &slot, &function, &n) != 4 ||
-            path[n] != 0 || slot > 0x1f || function > 7)
+        if (strncmp(p, prefix, sizeof prefix - 1) != 0)
                 return -EINVAL;
-
-        PciAddress a = { .domain = (uint16_t) domain, .bus = (uint8_t) bus, .slot = (uint8_t) slot, .function = (uint8_t) function };
-        char canonical[DEVICE_PATH_MAX];
-        if (!streq(device_object_path(&a, canonical), path))
+        p += sizeof prefix - 1;
+        if (read_lower_hex(&p, 4, &domain) < 0 || *p++ != '_' || read_lower_hex(&p, 2, &bus) < 0 || *p++ != '_' ||
+            read_lower_hex(&p, 2, &slot) < 0 || *p++ != '_' || read_lower_hex(&p, 1, &function) < 0 || *p != 0 ||
+            slot > 0x1f || function > 7)
                 return -EINVAL;
-        *ret = a;
+        *ret = (PciAddress) { .domain = (uint16_t) domain, .bus = (uint8_t) bus, .slot = (uint8_t) slot, .function = (uint8_t) function };
         return 0;
 }
 
@@ -157,9 +182,22 @@ static int method_check_hot_reset(sd_bus_message *msg, void *userdata, sd_bus_er
                         r = -ENOMEM;
                         goto finish;
                 }
-                r = sd_bus_message_append(reply, "(ssiss)", e->device->address, strempty(e->device->info.driver),
-                                          e->device->info.iommu_group,
-                                          e->holder ? ((Context *) e->holder)->path : "", reason);
+                /* Field by field: the format string's parse per entry was
+                 * most of the cost of a 256-function scope. */
+                int32_t group = e->device->info.iommu_group;
+                r = sd_bus_message_open_container(reply, 'r', "ssiss");
+                if (r >= 0)
+                        r = sd_bus_message_append_basic(reply, 's', e->device->address);
+                if (r >= 0)
+                        r = sd_bus_message_append_basic(reply, 's', strempty(e->device->info.driver));
+                if (r >= 0)
+                        r = sd_bus_message_append_basic(reply, 'i', &group);
+                if (r >= 0)
+                        r = sd_bus_message_append_basic(reply, 's', e->holder ? ((Context *) e->holder)->path : "");
+                if (r >= 0)
+                        r = sd_bus_message_append_basic(reply, 's', reason);
+                if (r >= 0)
+                        r = sd_bus_message_close_container(reply);
                 if (r < 0)
                         goto finish;
         }

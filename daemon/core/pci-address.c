@@ -60,7 +60,25 @@ int pci_address_parse(const char *s, PciAddress *ret) {
         return 0;
 }
 
+char *pci_hex(char *p, unsigned value, unsigned digits) {
+        static const char hex[] = "0123456789abcdef";
+        for (unsigned i = digits; i > 0; i--) {
+                p[i - 1] = hex[value & 0xf];
+                value >>= 4;
+        }
+        return p + digits;
+}
+
+/* By hand: snprintf() was most of the cost of the calls that name devices. */
 char *pci_address_format(const PciAddress *a, char buf[static PCI_ADDRESS_STRING_MAX]) {
-        snprintf(buf, PCI_ADDRESS_STRING_MAX, "%04x:%02x:%02x.%x", a->domain, a->bus, a->slot & 0x1fu, a->function & 7u);
+        char *p = buf;
+        p = pci_hex(p, a->domain, 4);
+        *p++ = ':';
+        p = pci_hex(p, a->bus, 2);
+        *p++ = ':';
+        p = pci_hex(p, a->slot & 0x1fu, 2);
+        *p++ = '.';
+        p = pci_hex(p, a->function & 7u, 1);
+        *p = 0;
         return buf;
 }

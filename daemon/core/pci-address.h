@@ -20,6 +20,10 @@ typedef struct PciAddress {
  * garbage and out-of-range device (> 0x1f) or function (> 7) numbers. */
 int pci_address_parse(const char *s, PciAddress *ret);
 
+/* Writes value as exactly digits lower-case hex digits (no NUL); returns
+ * the end. */
+char *pci_hex(char *p, unsigned value, unsigned digits);
+
 /* Canonical lower-case long form. Returns buf. */
 char *pci_address_format(const PciAddress *a, char buf[static PCI_ADDRESS_STRING_MAX]);
 
