@@ -116,10 +116,12 @@ static void json_string(FILE *f, const char *s) {
 
 static const char *error_kind(int r, const sd_bus_error *e) {
         const char *name = e && sd_bus_error_is_set(e) ? e->name : NULL;
-        if (r == -ETIMEDOUT || (name && strcmp(name, SD_BUS_ERROR_TIMEOUT) == 0))
-                return "timeout";
+        /* By name first: sd-bus maps NoReply (the bus's answer when the
+         * daemon disconnected) to ETIMEDOUT too. */
         if (name && (strcmp(name, SD_BUS_ERROR_NO_REPLY) == 0 || strcmp(name, SD_BUS_ERROR_DISCONNECTED) == 0))
                 return "no-reply";
+        if (r == -ETIMEDOUT || (name && strcmp(name, SD_BUS_ERROR_TIMEOUT) == 0))
+                return "timeout";
         if (name && (strcmp(name, SD_BUS_ERROR_SERVICE_UNKNOWN) == 0 ||
                      strcmp(name, SD_BUS_ERROR_NAME_HAS_NO_OWNER) == 0))
                 return "no-daemon";
@@ -548,7 +550,7 @@ static void *pinger_main(void *userdata) {
                 if (r < 0) {
                         p->error_kind = error_kind(r, &error);
                         snprintf(p->error, sizeof p->error, "Ping: %s", sd_bus_error_is_set(&error) ?
-                                 error.message : strerror(-r));
+                                 (error.message ?: error.name) : strerror(-r));
                         p->failed_at = sent;
                         sd_bus_error_free(&error);
                         return NULL;
