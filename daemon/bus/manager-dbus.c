@@ -17,6 +17,7 @@
 #include "log.h"
 #include "manager-dbus.h"
 #include "policy.h"
+#include "read-queue.h"
 #include "util.h"
 
 /* Objects published per pass of the event loop; between passes the bus is
@@ -25,6 +26,7 @@
 
 typedef struct BusState {
         sd_event_source *publish_source;
+        ReadQueue *reads;
         size_t published; /* objects published or removed since the heap was last trimmed */
 } BusState;
 
@@ -582,6 +584,7 @@ static void bus_teardown(Manager *m) {
         m->hooks_userdata = NULL;
         if (b) {
                 sd_event_source_disable_unref(b->publish_source);
+                read_queue_free(b->reads);
                 free(b);
         }
         m->bus = sd_bus_flush_close_unref(m->bus);
@@ -636,6 +639,11 @@ int manager_connect_bus(Manager *m) {
         if (r < 0)
                 return log_error_errno(r, "Failed to watch for clients leaving the bus: %m");
 
+        /* Filters run newest first: the size guard refuses before a call
+         * waits its turn for nothing. */
+        r = read_queue_new(m->bus, m->event, &b->reads);
+        if (r < 0)
+                return log_error_errno(r, "Failed to set up fair dispatch of costly reads: %m");
         r = sd_bus_add_filter(m->bus, NULL, filter_managed_objects, m);
         if (r < 0)
                 return log_error_errno(r, "Failed to install the reply size guard: %m");
