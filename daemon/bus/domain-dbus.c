@@ -15,9 +15,24 @@ typedef struct DomainObject {
         uint64_t generation;
         uint32_t bridge_key; /* UINT32_MAX: none */
         bool possible;
-        bool blocked; /* Blockers was not empty */
-        bool held;    /* Holders was not empty */
+        uint64_t blockers_hash; /* what Blockers and Holders said, hashed */
+        uint64_t holders_hash;
 } DomainObject;
+
+/* FNV-1a over 64-bit words. */
+static uint64_t hash_word(uint64_t h, uint64_t w) {
+        for (unsigned i = 0; i < 8; i++, w >>= 8)
+                h = (h ^ (w & 0xff)) * UINT64_C(0x100000001b3);
+        return h;
+}
+
+static uint64_t hash_text(uint64_t h, const char *s) {
+        for (; s && *s; s++)
+                h = (h ^ (uint8_t) *s) * UINT64_C(0x100000001b3);
+        return hash_word(h, s ? 1 : 0);
+}
+
+#define HASH_SEED UINT64_C(0xcbf29ce484222325)
 
 char *domain_object_path(const ResetDomain *dom, char buf[static DOMAIN_PATH_MAX]) {
         if (dom->slot >= 0)
@@ -224,8 +239,26 @@ int domain_object_publish(Manager *m, ResetDomain *dom, bool silent) {
 
         uint32_t bridge_key = dom->bridge ? pci_address_key(&dom->bridge->info.address) : UINT32_MAX;
         bool possible = domain_possible(dom);
-        bool blocked = dom->n_blocked > 0 || dom->several_holders;
-        bool held = dom->holder != NULL;
+        /* What Blockers and Holders would say, without formatting it: the
+         * blocking members with their reasons (and what the reasons name),
+         * the holders. Signalled only when that changed. */
+        uint64_t blockers_hash = HASH_SEED, holders_hash = HASH_SEED;
+        for (size_t i = 0; i < dom->n_members && (dom->n_blocked > 0 || dom->holder); i++) {
+                PciDevice *x = dom->members[i];
+                Context *holder = manager_holder_of(m, x);
+                BlockReason reason = reset_domain_static_reason(x);
+                if (reason == BLOCK_NONE && x->excluded > 0)
+                        reason = BLOCK_POLICY;
+                if (holder)
+                        holders_hash = hash_word(holders_hash, holder->id);
+                if (reason == BLOCK_NONE && !(dom->several_holders && holder))
+                        continue;
+                blockers_hash = hash_word(blockers_hash, pci_address_key(&x->info.address) | (uint64_t) reason << 32);
+                blockers_hash = hash_text(blockers_hash, x->info.driver);
+                if (reason == BLOCK_POLICY) /* the reason names the rule: another policy, maybe another text */
+                        blockers_hash = hash_word(blockers_hash, (uint64_t) (uintptr_t) m->policy);
+                blockers_hash = hash_word(blockers_hash, holder ? holder->id : 0);
+        }
 
         if (o->announced) {
                 if (o->bridge_key != bridge_key)
@@ -234,19 +267,16 @@ int domain_object_publish(Manager *m, ResetDomain *dom, bool silent) {
                         changed[n++] = "Members";
                 if (o->possible != possible)
                         changed[n++] = "Possible";
-                /* The reasons can change while the count stays (a host
-                 * driver replaced by another): signalled whenever there
-                 * are or were any. */
-                if (o->blocked || blocked)
+                if (o->blockers_hash != blockers_hash)
                         changed[n++] = "Blockers";
-                if (o->held || held)
+                if (o->holders_hash != holders_hash)
                         changed[n++] = "Holders";
         }
         o->bridge_key = bridge_key;
         o->generation = dom->generation;
         o->possible = possible;
-        o->blocked = blocked;
-        o->held = held;
+        o->blockers_hash = blockers_hash;
+        o->holders_hash = holders_hash;
 
         char path[DOMAIN_PATH_MAX];
         domain_object_path(dom, path);

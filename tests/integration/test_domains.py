@@ -275,6 +275,20 @@ class WorkstationDomainsTest(DomainObjectsMixin, harness.HotresetdTestCase):
         rec.wait_properties(dom, DOMAIN_IFACE, {'Blockers': [[PF, not_vfio(PF, 'ixgbevf')]]}, mark)
         self.assertIs(self.env.get_property(dom, DOMAIN_IFACE, 'Possible'), False)
 
+    def test_unchanged_blockers_are_not_signalled(self):
+        # A change that leaves what a domain says as it was (a blocked
+        # domain's member gains a reset method; the same policy reloaded)
+        # signals the device, not the domain.
+        rec, _ = self.record()
+        legacy = '0000:05:01.0'
+        find_device(self.machine, legacy)['reset_methods'] = ['pm', 'bus']
+        mark = self.rewrite(rec)
+        rec.wait_properties(device_path(legacy), DEVICE_IFACE, {'ResetMethods': ['pm', 'bus']}, mark)
+        self.env.call_manager('Reload')
+        rec.sync()
+        self.assertEqual({m['path'] for m in rec.signals(mark)}, {device_path(legacy), ROOT_PATH},
+                         rec.describe(mark))
+
     def test_no_iommu_group_blocks(self):
         rec, _ = self.record()
         dom = domain_path('0000:02')
