@@ -7,7 +7,7 @@
 
 #include "access.h"
 #include "auth.h"
-#include "bus-util.h"
+#include "errors.h"
 #include "log.h"
 #include "manager.h"
 #include "policy.h"
