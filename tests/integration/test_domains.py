@@ -610,6 +610,26 @@ class LargeMachineTest(harness.HotresetdTestCase):
                         f'{per_function:.1f} bytes per function at {n}, {per_function_small:.1f} at {n_small}')
         self.assertDaemonRunning()
 
+    def test_no_reply_over_the_bus_limit_at_65536_functions(self):
+        # Everything at this size is more than a D-Bus message may hold
+        # (32 MiB): GetManagedObjects is refused, precisely, instead of
+        # being sent and costing the daemon its connection (and every lease).
+        machine = generated_machine(3, 86)
+        n = len(machine['devices'])
+        self.assertGreaterEqual(n, 65536)
+        d = self.env.start_daemon(machine, name=f'hotresetd-{n}', wait=False)
+        d.wait_ready(timeout=max(harness.START_TIMEOUT, 120 * harness.TIMEOUT_SCALE))
+        self.env.expect_error(ROOT_PATH, OM_IFACE, 'GetManagedObjects', '', [],
+                              'org.freedesktop.DBus.Error.LimitsExceeded',
+                              (f'for {n} devices', 'ListDevices', 'GetAll'))
+        self.assertIn('Refused GetManagedObjects', d.log())
+        # The daemon is still there, and the replies that can be sent are.
+        self.assertDaemonRunning()
+        self.assertEqual(len(self.env.list_devices()), n)
+        self.assertEqual(self.env.manager_property('DeviceCount'), n)
+        self.assertEqual(len(self.env.device_property('0002:56:00.0', 'Affected')), 256)
+        self.assertEqual(self.env.stop_daemon(d), 0, d.log()[-4000:])
+
 
 if __name__ == '__main__':
     harness.main()
