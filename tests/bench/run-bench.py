@@ -35,6 +35,12 @@ is reported as such); calls that take too long are cut short by time
 budgets and reported as "failed: <reason>". It exits 1 when the daemon
 crashes or a call returns an error, after writing the report.
 
+Usage (as root: the private bus, /proc of the daemon, callgrind_control):
+
+    meson test -C build --benchmark --suite bench bench-daemon [--test-args=--quick]
+    HOTRESETD_BIN=build/daemon/hotresetd HOTRESETD_LOAD=build/tests/bench/hotresetd-load \
+        tests/bench/run-bench.py [--quick] [--sizes=64,1024] [--output=FILE] [--no-callgrind] [--keep]
+
 Environment: HOTRESETD_BIN (the daemon), HOTRESETD_LOAD (hotresetd-load),
 HOTRESETD_SOURCE_ROOT (the source tree; default: two levels up), both
 binaries defaulting to build/ in the source tree. Python 3 standard library
@@ -596,7 +602,7 @@ class Runner:
                                 env=s.env())
         ir = None
         try:
-            if self.batch_state(s, proc, 600) == 'ready':
+            if self.batch_state(proc, 600) == 'ready':
                 # Idle before zeroing and before dumping: what the set-up
                 # left to do stays out, what the calls left to do (deferred
                 # signals) is counted.
@@ -605,7 +611,7 @@ class Runner:
                 self.callgrind_control('-z', s.pid)
                 proc.stdin.write(b'go\n')
                 proc.stdin.flush()
-                if self.batch_state(s, proc, 3600) == 'done':
+                if self.batch_state(proc, 3600) == 'done':
                     s.quiesce(0.3, 600)
                     self.callgrind_control('-d', s.pid)
                     ir = self.dump_summary(s, before)
@@ -630,7 +636,7 @@ class Runner:
         return ir / count
 
     @staticmethod
-    def batch_state(s, proc, timeout):
+    def batch_state(proc, timeout):
         line = read_line(proc.stdout, timeout, proc)
         try:
             return json.loads(line).get('state')
