@@ -667,6 +667,9 @@ class DaemonWorld:
             try:
                 allp = self.call(device_path(a), PROPS_IFACE, 'GetAll', 's', DEVICE_IFACE)[0]
                 props[a] = {k: v['data'] for k, v in allp.items()}
+                # Explicit (not in GetAll, see the D-Bus API): read on its own.
+                props[a]['Affected'] = self.call(device_path(a), PROPS_IFACE, 'Get', 'ss', DEVICE_IFACE,
+                                                 'Affected')[0]['data']
             except DBusError as e:
                 props[a] = {'error': e.name}
         snap['properties'] = props
@@ -707,9 +710,10 @@ class DaemonWorld:
             if kind == 'check':
                 a = st[1]
                 allp = self.call(device_path(a), PROPS_IFACE, 'GetAll', 's', DEVICE_IFACE)[0]
+                affected = self.call(device_path(a), PROPS_IFACE, 'Get', 'ss', DEVICE_IFACE, 'Affected')[0]
                 possible, devs = self.call(device_path(a), DEVICE_IFACE, 'CheckHotReset')
                 return {'scope': allp['ResetScope']['data'],
-                        'affected': allp['Affected']['data'],
+                        'affected': affected['data'],
                         'possible': possible,
                         'devices': [[d[0], d[1], d[2], self.ctx_name(d[3]), reason_key(d[4])] for d in devs]}
         except DBusError as e:
