@@ -13,8 +13,10 @@ PACKAGES=(
     dbus dbus-daemon dbus-bin systemd polkitd python3 python3-dbus util-linux
     # udev tests: a fake sysfs with uevents (umockdev)
     umockdev libumockdev-dev
-    # the VM tier: a real kernel under QEMU (TCG)
-    qemu-system-x86
+    # the VM tier: a real kernel under QEMU (TCG); vm-vmm fetches QEMU 10
+    # from bookworm-backports into a cache with a private apt configuration
+    # (tools/qemu10.sh), which checks it against Debian's archive keyring
+    qemu-system-x86 debian-archive-keyring
 )
 
 missing=()

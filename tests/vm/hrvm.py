@@ -105,12 +105,47 @@ class Scenario:
 class Topology:
     """One QEMU machine (one boot) and the scenarios run on it."""
 
-    def __init__(self, name, description, qemu_args, devices, scenarios):
+    def __init__(self, name, description, qemu_args, devices, scenarios, kind='compare'):
         self.name = name
         self.description = description
         self.qemu_args = qemu_args
         self.devices = devices  # address -> native driver, for every device a scenario may rebind
         self.scenarios = scenarios
+        # 'compare': Scenario steps, kernel == daemon == emulated (run-vm.py);
+        # 'vmm': VmmScenario, a nested QEMU 10 on the broker's files (vmm.py)
+        self.kind = kind
+
+
+class Pending:
+    """A VmmScenario's feature that is not in the daemon (or hotresetctl)
+    yet: the scenario is reported as an expected failure (TAP TODO) while
+    it fails with one of `errors` (the D-Bus error name of the failing
+    check, or the failure vmm.py names for a missing hotresetctl verb), as
+    a failure when it fails otherwise, and as an unexpected pass (a failure
+    too: remove the marker) when it passes."""
+
+    def __init__(self, feature, reason, errors):
+        self.feature = feature
+        self.reason = reason
+        self.errors = tuple(errors)
+
+
+class VmmScenario:
+    """A scenario of the vmm topology: a function of vmm.py (SCENARIOS, by
+    name) run in the guest against the daemon in `model`."""
+
+    def __init__(self, name, model, drivers, title, pending=None):
+        self.name = name
+        self.model = model
+        self.drivers = dict(drivers)
+        self.title = title
+        self.pending = pending
+        self.steps = []
+        self.replay = False
+
+    def to_json(self):
+        return {'name': self.name, 'model': self.model, 'drivers': self.drivers, 'title': self.title,
+                'pending': self.pending.reason if self.pending else None}
 
 
 # pcie-root-port needs x-speed=2_5,x-width=1 with QEMU 7.2: without them the
@@ -284,7 +319,53 @@ def slot_topology():
         sc)
 
 
-TOPOLOGIES = {t.name: t for t in (multifunction_topology(), bridge_topology(), slot_topology())}
+def vmm_topology():
+    """A real VMM on the broker's files: QEMU 10, nested in the guest, on
+    vm-multifunction's machine (tests/vm/vmm.py has the scenarios' code)."""
+    f0, f1 = '0000:01:00.0', '0000:01:00.1'
+    both = {f0: 'vfio-pci', f1: 'vfio-pci'}
+    unknown_method = 'org.freedesktop.DBus.Error.UnknownMethod'
+    invalid_args = 'org.freedesktop.DBus.Error.InvalidArgs'
+    pid = Pending('Pid', 'CreateContext has no "Pid" option (a lease tied to a process) yet',
+                  [invalid_args])
+    run = Pending('hotresetctl run', 'hotresetctl has no "run" verb yet', ['hotresetctl: unknown command run'])
+    sc = [
+        VmmScenario('vmm-today', 'iommufd', both,
+                    'CreateContext, AttachDevice(Bind=false), OpenIommufd, OpenDevice: QEMU 10 realizes f0, '
+                    'system_reset hot-resets it; a second QEMU on the same bound file cannot bind it'),
+        VmmScenario('vmm-hot-reset-while-held', 'iommufd', both,
+                    'Context.HotReset(f0) through the broker while QEMU holds f0; QEMU keeps running',
+                    Pending('bind state', 'the daemon does not learn yet that the VMM bound its file '
+                            '(HotReset answers Unsupported)', [ERR + 'Unsupported'])),
+        VmmScenario('vmm-pid-lease-ends', 'iommufd', both,
+                    'a lease tied to QEMU\'s pid ends when QEMU is killed; f0 is free', pid),
+        VmmScenario('vmm-reopen-device', 'iommufd', both,
+                    'ReopenDevice: InUse while QEMU holds the old file; then a fresh file on which a second '
+                    'QEMU on the same lease realizes f0',
+                    Pending('ReopenDevice', 'Context.ReopenDevice does not exist yet', [unknown_method])),
+        VmmScenario('vmm-pid-lease-outlives-creator', 'iommufd', both,
+                    'a pid-tied lease survives its creator\'s bus connection; QEMU keeps f0', pid),
+        VmmScenario('vmm-hotresetctl-run', 'iommufd', both,
+                    'hotresetctl run --device f0 -- sh -c \'exec qemu ... fd=$HOTRESETD_...\': realized; '
+                    'exit status forwarded (quit: 0, SIGKILL: 137)', run),
+        VmmScenario('vmm-group', 'group', both,
+                    'group model: AttachDevice(Bind=false) and OpenIommufd are refused (Unsupported)'),
+        VmmScenario('vmm-group-run', 'group', both,
+                    'group model: hotresetctl run is refused (Unsupported), no QEMU starts', run),
+    ]
+    return Topology(
+        'vmm',
+        'QEMU 10 nested in the guest on the broker\'s files: a two-function e1000e behind a PCIe root port '
+        'without hotplug (as vm-multifunction)',
+        root_port('rp1', '0x2', 1, hotplug=False) + [
+            '-device', 'e1000e,bus=rp1,addr=0.0,multifunction=on',
+            '-device', 'e1000e,bus=rp1,addr=0.1',
+        ],
+        {f0: 'e1000e', f1: 'e1000e'},
+        sc, kind='vmm')
+
+
+TOPOLOGIES = {t.name: t for t in (multifunction_topology(), bridge_topology(), slot_topology(), vmm_topology())}
 
 
 # ---------------------------------------------------------------------------

@@ -44,16 +44,31 @@ GUEST_PYTHON = '/usr/bin/python3'
 BOOT_TIMEOUT = 900  # seconds for one boot and all its scenarios (TCG), times HOTRESETD_TEST_TIMEOUT
 
 
+# The vmm topology's output is TAP (one line per scenario; meson runs it
+# with protocol 'tap'): everything else is a comment then, a skip is a plan
+# of 0 with SKIP (exit 0) and an early failure a "Bail out!".
+TAP = False
+
+
 def say(*args):
-    print(*args, flush=True)
+    text = ' '.join(str(a) for a in args)
+    if TAP:
+        text = '\n'.join('# ' + line for line in text.split('\n'))
+    print(text, flush=True)
 
 
 def skip(why):
+    if TAP:
+        print(f'1..0 # SKIP {why}', flush=True)
+        sys.exit(0)
     say(f'SKIP: {why}')
     sys.exit(SKIP)
 
 
 def fail(why):
+    if TAP:
+        print(f'Bail out! {why}', flush=True)
+        sys.exit(1)
     say(f'FAIL: {why}')
     sys.exit(1)
 
@@ -78,13 +93,38 @@ def find_kernel():
     return path, f'{path} (tools/vm-kernel.sh)'
 
 
+def find_qemu10():
+    """QEMU 10 for the vmm topology: tools/qemu10.sh fetches Debian's
+    bookworm-backports build with a private apt configuration and unpacks it
+    into a cache (or finds it there). Fails the test when it cannot, unless
+    QEMU 10 truly cannot be had on this machine (exit 77: not amd64, not a
+    Debian system), which skips it; either way it says why."""
+    script = os.path.join(SOURCE_ROOT, 'tools', 'qemu10.sh')
+    t0 = time.monotonic()
+    p = subprocess.run(['bash', script], stdout=subprocess.PIPE, universal_newlines=True, stdin=subprocess.DEVNULL)
+    seconds = time.monotonic() - t0
+    if p.returncode == SKIP:
+        skip('QEMU 10 cannot be had on this machine (tools/qemu10.sh says why on stderr)')
+    if p.returncode != 0:
+        fail(f'tools/qemu10.sh could not fetch QEMU 10 (exit status {p.returncode}); its output (stderr) says why')
+    path = p.stdout.strip().splitlines()[-1] if p.stdout.strip() else ''
+    if not os.path.isfile(os.path.join(path, 'usr/bin/qemu-system-x86_64')):
+        fail(f'tools/qemu10.sh printed {path!r}, which holds no usr/bin/qemu-system-x86_64')
+    return path, seconds
+
+
+QEMU10 = None  # the vmm topology's QEMU 10 tree (find_qemu10)
+
+
 def kept_paths():
     """The tree under test and the build directory, where they sit below
     /tmp: the guest mounts its own /tmp and binds these back (guest-init.sh)."""
     paths = {os.path.realpath(SOURCE_ROOT), os.path.realpath(HERE)}
-    for var in ('HOTRESETD_BIN', 'HOTRESETD_VFIO_PROBE'):
+    for var in ('HOTRESETD_BIN', 'HOTRESETD_VFIO_PROBE', 'HOTRESETCTL_BIN'):
         if os.environ.get(var):
             paths.add(os.path.dirname(os.path.realpath(os.environ[var])))
+    if QEMU10:
+        paths.add(os.path.realpath(QEMU10))
     return sorted(p for p in paths if p.startswith('/tmp/'))
 
 
@@ -130,6 +170,9 @@ def boot(qemu, kernel, topo, tmp, only):
         # The sanitizers' settings of this run, for an ASan build in the guest.
         'env': {k: v for k, v in os.environ.items() if k in ('ASAN_OPTIONS', 'UBSAN_OPTIONS', 'LSAN_OPTIONS')},
     }
+    if topo.kind == 'vmm':
+        cfg['qemu10'] = QEMU10
+        cfg['hotresetctl'] = os.path.abspath(os.environ['HOTRESETCTL_BIN'])
     with open(os.path.join(share, 'config.json'), 'w') as f:
         json.dump(cfg, f, indent=1)
     cmd = qemu_command(qemu, kernel, topo, share, console)
@@ -244,10 +287,17 @@ def main(argv):
     only = None
     if '--list' in argv:
         for sc in topo.scenarios:
-            say(f'{sc.name}: {sc.model}, drivers {sc.drivers}, {len(sc.steps)} steps')
+            if topo.kind == 'vmm':
+                pending = f' [pending: {sc.pending.reason}]' if sc.pending else ''
+                say(f'{sc.name}: {sc.model}, {sc.title}{pending}')
+            else:
+                say(f'{sc.name}: {sc.model}, drivers {sc.drivers}, {len(sc.steps)} steps')
         return 0
     if '--only' in argv:
         only = argv[argv.index('--only') + 1].split(',')
+    if topo.kind == 'vmm':
+        global TAP
+        TAP = True
 
     say(f'VM tier, topology {topo.name}: {topo.description}')
     if os.geteuid() != 0:
@@ -261,7 +311,7 @@ def main(argv):
             fail(f'{tool} is not installed')
     if not os.access(GUEST_PYTHON, os.X_OK):
         fail(f'{GUEST_PYTHON} is missing: the guest runs the host\'s Debian python3')
-    for var in ('HOTRESETD_BIN', 'HOTRESETD_VFIO_PROBE'):
+    for var in ('HOTRESETD_BIN', 'HOTRESETD_VFIO_PROBE') + (('HOTRESETCTL_BIN',) if topo.kind == 'vmm' else ()):
         if not os.environ.get(var):
             fail(f'{var} is not set (run the tests with `meson test --suite vm`)')
     if not os.access(os.path.join(HERE, 'guest-init.sh'), os.X_OK):
@@ -282,6 +332,10 @@ def main(argv):
     kernel, kernel_desc = find_kernel()
     say(f'kernel: {kernel_desc}')
     say(f'qemu: {qemu}; accelerator: TCG (no KVM)')
+    if topo.kind == 'vmm':
+        global QEMU10
+        QEMU10, fetch_s = find_qemu10()
+        say(f'nested VMM: {QEMU10}/usr/bin/qemu-system-x86_64 (tools/qemu10.sh, {fetch_s:.1f} s)')
 
     tmp = hrvm.tempdir(f'hrvm-{topo.name}-')
     share, console, seconds, timed_out, rc = boot(qemu, kernel, topo, tmp, only)
@@ -294,7 +348,7 @@ def main(argv):
     if rc is not None and rc < 0 and not timed_out and not status:
         say(f'boot: QEMU itself died by signal {-rc} after {seconds:.1f} s before the guest finished; '
             f'kernel console up to then:')
-        print(read(console)[-4000:], flush=True)
+        say(read(console)[-4000:])
         say('boot: booting once more')
         if not os.environ.get('HOTRESETD_VM_KEEP'):
             hrvm.rmtree(tmp)
@@ -303,6 +357,9 @@ def main(argv):
         status = read(os.path.join(share, 'status')).strip()
     guest_log = read(os.path.join(share, 'guest.log'))
     say(f'boot: QEMU exited {rc} after {seconds:.1f} s; guest status {status or "(none)"}')
+
+    if topo.kind == 'vmm':
+        return report_vmm(topo, share, tmp, console, guest_log, seconds, timed_out, status, rc, only)
 
     failed = False
     if timed_out:
@@ -360,6 +417,34 @@ def main(argv):
     else:
         hrvm.rmtree(tmp)
     return 1 if failed else 0
+
+
+def report_vmm(topo, share, tmp, console, guest_log, seconds, timed_out, status, rc, only):
+    """TAP: the plan, one line per scenario (vmm.report), the logs on a failure."""
+    import vmm
+    n = len([sc for sc in topo.scenarios if not only or sc.name in only])
+    print(f'1..{n}', flush=True)
+    failed = False
+    if timed_out:
+        say(f'FAIL: the guest did not power off within {BOOT_TIMEOUT * hrvm.TIMEOUT_SCALE:.0f} s')
+        failed = True
+    elif status != '0':
+        say(f'FAIL: the guest did not finish its run (status {status or "missing"})')
+        failed = True
+    failures = vmm.report(topo, share, lambda line: print(line, flush=True), only)
+    say(f'topology {topo.name}: boot and run {seconds:.1f} s; {failures} failures')
+    if failed or failures:
+        say('----- guest log -----')
+        say(guest_log.rstrip())
+        say('----- kernel console -----')
+        say(read(console).rstrip()[-20000:])
+        say('----- qemu -----')
+        say(read(os.path.join(tmp, 'qemu.log')).rstrip())
+    if os.environ.get('HOTRESETD_VM_KEEP'):
+        say(f'keeping {tmp}')
+    else:
+        hrvm.rmtree(tmp)
+    return 1 if failed or failures else 0
 
 
 if __name__ == '__main__':
