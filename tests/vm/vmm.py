@@ -832,7 +832,11 @@ def report(topo, share, out, only=None):
         comment(f'  timings: {json.dumps(t)}')
         for c in (res or {}).get('checks', []):
             mark = 'ok  ' if c['ok'] else 'FAIL'
-            extra = '' if c['ok'] else f': expected {json.dumps(c.get("expected"))}, got {json.dumps(c.get("got"))}'
+            if not c['ok']:
+                extra = f': expected {json.dumps(c.get("expected"))}, got {json.dumps(c.get("got"))}'
+            else:
+                got = json.dumps(c.get('got'))
+                extra = f': {got}' if 'got' in c and len(got) <= 160 else ''
             comment(f'  {mark} {c["what"]}{extra}')
         for p in problems:
             comment('  ' + p)
