@@ -135,7 +135,7 @@ int access_is_context_owner(Context *c, sd_bus_message *msg) {
 
         if (sender && streq(sender, c->owner))
                 return 1;
-        if (!c->persistent)
+        if (!context_outlives_owner(c))
                 return 0;
         r = access_caller_uid(msg, &uid);
         if (r < 0)

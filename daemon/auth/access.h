@@ -95,7 +95,8 @@ int access_authorize_device(Context *c, sd_bus_message *msg, const char *action,
 /* Counts a reset through c against the rate limits, once it is under way. */
 void access_count_reset(Context *c, sd_bus_message *msg, const PciAddress *a, bool whole_scope);
 
-/* Whether the caller owns c: same bus name, or, for a persistent context,
+/* Whether the caller owns c: same bus name, or, for a persistent or
+ * process-tied context,
  * the same uid. */
 int access_is_context_owner(Context *c, sd_bus_message *msg);
 

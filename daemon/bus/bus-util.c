@@ -65,6 +65,12 @@ int bus_read_options(sd_bus_message *msg, const OptionSpec *specs, size_t n_spec
                         if (r < 0)
                                 return r;
                         *(bool *) spec->ret = b;
+                } else if (spec->type == 'h') {
+                        int fd;
+                        r = sd_bus_message_read(msg, "v", "h", &fd);
+                        if (r < 0)
+                                return r;
+                        *(int *) spec->ret = fd;
                 } else {
                         const char *s;
                         r = sd_bus_message_read(msg, "v", "s", &s);

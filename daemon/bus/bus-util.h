@@ -21,7 +21,7 @@ const char *sanitize_for_message(const char *s, char *buf, size_t size);
  * typo is an error and not a silently ignored wish. */
 typedef struct OptionSpec {
         const char *name;
-        char type; /* 'b' or 's' */
-        void *ret; /* bool * or const char ** (valid while msg is) */
+        char type; /* 'b', 's' or 'h' */
+        void *ret; /* bool *, const char ** or int * (the string and the fd valid while msg is) */
 } OptionSpec;
 int bus_read_options(sd_bus_message *msg, const OptionSpec *specs, size_t n_specs, sd_bus_error *error);

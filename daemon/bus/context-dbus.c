@@ -15,7 +15,7 @@
 #include "util.h"
 #include "vfio-compat.h"
 
-/* Only the owner (or, for a persistent context, its uid) and root may
+/* Only the owner (or, for a persistent or process-tied context, its uid) and root may
  * change a context or take files from it; what they may do is then up to
  * the policy and polkit (access.h). */
 static int check_caller(Context *c, sd_bus_message *msg, const char *what, sd_bus_error *error) {
@@ -25,13 +25,14 @@ static int check_caller(Context *c, sd_bus_message *msg, const char *what, sd_bu
         if (sender && streq(sender, c->owner))
                 return 0;
         /* Only what the bus vouches for; an unknown uid is nobody's. */
-        if (access_caller_uid(msg, &euid) >= 0 && (euid == 0 || (c->persistent && euid == c->owner_uid)))
+        if (access_caller_uid(msg, &euid) >= 0 &&
+            (euid == 0 || (context_outlives_owner(c) && euid == c->owner_uid)))
                 return 0;
-        /* A persistent context outlives its creator's bus name: name the uid. */
-        if (c->persistent)
+        /* Such a context outlives its creator's bus name: name the uid. */
+        if (context_outlives_owner(c))
                 return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED,
-                                         "%s belongs to uid %u (persistent), not to you: you may not %s there.",
-                                         c->path, (unsigned) c->owner_uid, what);
+                                         "%s belongs to uid %u (%s), not to you: you may not %s there.", c->path,
+                                         (unsigned) c->owner_uid, context_lifetime_to_string(c->lifetime), what);
         return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED, "%s belongs to %s (uid %u), not to you: you may "
                                  "not %s there.", c->path, c->owner, (unsigned) c->owner_uid, what);
 }
@@ -156,8 +157,69 @@ static int method_open_device(sd_bus_message *msg, void *userdata, sd_bus_error 
         r = access_authorize_device(c, msg, ACTION_ACQUIRE, "open", &d->address, 0, error);
         if (r <= 0)
                 return r < 0 ? r : 1; /* 0: polkit is asked; this call comes back */
+        if (c->manager->backend->cdev && d->bound && !d->bound_by_client)
+                log_notice("%s: handing out %s's file, which the daemon bound (Bind=true): a VMM cannot bind it "
+                           "again (QEMU fails with \"error bind device ... Invalid argument\"); attach with "
+                           "Bind=false for a VMM.",
+                           c->path, address);
         /* sd-bus sends a duplicate; the daemon keeps its own file. */
         return reply_with_fd(msg, d->fd, address, error);
+}
+
+static int method_reopen_device(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Context *c = userdata;
+        const char *address;
+        ContextDevice *d;
+        int r;
+
+        r = sd_bus_message_read(msg, "s", &address);
+        if (r < 0)
+                return r;
+        r = check_caller(c, msg, "reopen device files", error);
+        if (r < 0)
+                return r;
+        r = find_attached(c, address, &d, error);
+        if (r < 0)
+                return r;
+        r = access_authorize_device(c, msg, ACTION_ACQUIRE, "reopen", &d->address, 0, error);
+        if (r <= 0)
+                return r < 0 ? r : 1; /* 0: polkit is asked; this call comes back */
+        r = context_reopen_device(c, d, error);
+        if (r < 0)
+                return r;
+        return reply_with_fd(msg, d->fd, address, error);
+}
+
+/* Another connection of the owner's uid (a VM manager that restarted)
+ * takes the lease over: calls that need the owner's bus name now need
+ * its; a connection-bound lease now ends with the new connection. */
+static int method_adopt(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Context *c = userdata;
+        const char *sender = sd_bus_message_get_sender(msg);
+        uid_t uid;
+        int r;
+
+        r = access_caller_uid(msg, &uid);
+        if (r < 0)
+                return r;
+        if (uid != 0 && uid != c->owner_uid)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED,
+                                         "%s belongs to uid %u, not to you (uid %u): only its uid may adopt it.",
+                                         c->path, (unsigned) c->owner_uid, (unsigned) uid);
+        r = access_verify(c->manager, msg, ACTION_ACQUIRE, "adopt", NULL, c->path, error);
+        if (r <= 0)
+                return r < 0 ? r : 1; /* 0: polkit is asked; this call comes back */
+        if (!sender)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Adopt needs a caller on the bus.");
+        char *owner = strdup(sender);
+        if (!owner)
+                return -ENOMEM;
+        log_info("%s: adopted by %s (uid %u), was %s's.", c->path, owner, (unsigned) uid, c->owner);
+        free(c->owner);
+        c->owner = owner;
+        (void) sd_bus_emit_properties_changed(sd_bus_message_get_bus(msg), c->path, CONTEXT_INTERFACE, "Owner",
+                                              NULL);
+        return sd_bus_reply_method_return(msg, NULL);
 }
 
 static int method_open_iommufd(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
@@ -280,10 +342,10 @@ int context_submit_hot_reset(Context *c, sd_bus_message *msg, ContextDevice *d, 
         int r;
 
         pci_address_format(&d->address, target);
-        if (cdev && !d->bound)
+        if (!context_device_is_bound(c, d))
                 return sd_bus_error_setf(error, BUS_ERROR_UNSUPPORTED,
-                                         "%s is attached unbound (Bind=false): the daemon's file cannot reset it "
-                                         "until it is bound; the VMM that bound it must reset it.",
+                                         "%s is attached unbound (Bind=false) and no VMM has bound its file yet: the "
+                                         "kernel resets a vfio cdev only once it is bound to an iommufd.",
                                          target);
 
         r = context_hot_reset_info(c, d, &flags, &entries, &n);
@@ -367,9 +429,10 @@ static int method_reset_device(sd_bus_message *msg, void *userdata, sd_bus_error
         r = find_attached(c, address, &d, error);
         if (r < 0)
                 return r;
-        if (b->cdev && !d->bound)
+        if (!context_device_is_bound(c, d))
                 return sd_bus_error_setf(error, BUS_ERROR_UNSUPPORTED,
-                                         "%s is attached unbound (Bind=false): the daemon's file cannot reset it.",
+                                         "%s is attached unbound (Bind=false) and no VMM has bound its file yet: the "
+                                         "kernel resets a vfio cdev only once it is bound to an iommufd.",
                                          address);
         r = access_authorize_device(c, msg, ACTION_RESET, "reset-device", &d->address, ACCESS_RESET_LIMITS, error);
         if (r <= 0)
@@ -413,7 +476,7 @@ static int method_release(sd_bus_message *msg, void *userdata, sd_bus_error *err
 static int property_get_owner(sd_bus *bus, const char *path, const char *interface, const char *property,
                               sd_bus_message *reply, void *userdata, sd_bus_error *error) {
         Context *c = userdata;
-        if (c->persistent) {
+        if (context_outlives_owner(c)) {
                 char buf[32];
                 snprintf(buf, sizeof buf, "uid:%u", (unsigned) c->owner_uid);
                 return sd_bus_message_append(reply, "s", buf);
@@ -427,10 +490,22 @@ static int property_get_backend(sd_bus *bus, const char *path, const char *inter
         return sd_bus_message_append(reply, "s", c->manager->backend->name);
 }
 
+static int property_get_lifetime(sd_bus *bus, const char *path, const char *interface, const char *property,
+                                 sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Context *c = userdata;
+        return sd_bus_message_append(reply, "s", context_lifetime_to_string(c->lifetime));
+}
+
+static int property_get_pid(sd_bus *bus, const char *path, const char *interface, const char *property,
+                            sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Context *c = userdata;
+        return sd_bus_message_append(reply, "u", (uint32_t) (c->lifetime == CONTEXT_PROCESS ? c->pid : 0));
+}
+
 static int property_get_persistent(sd_bus *bus, const char *path, const char *interface, const char *property,
                                    sd_bus_message *reply, void *userdata, sd_bus_error *error) {
         Context *c = userdata;
-        return sd_bus_message_append(reply, "b", c->persistent);
+        return sd_bus_message_append(reply, "b", c->lifetime == CONTEXT_PERSISTENT);
 }
 
 static int property_get_devices(sd_bus *bus, const char *path, const char *interface, const char *property,
@@ -463,9 +538,11 @@ static int property_get_devices(sd_bus *bus, const char *path, const char *inter
 
 static const sd_bus_vtable context_vtable[] = {
         SD_BUS_VTABLE_START(0),
-        SD_BUS_PROPERTY("Owner", "s", property_get_owner, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("Owner", "s", property_get_owner, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("OwnerUid", "u", NULL, offsetof(Context, owner_uid), SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("Persistent", "b", property_get_persistent, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("Lifetime", "s", property_get_lifetime, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("Pid", "u", property_get_pid, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("Backend", "s", property_get_backend, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("Description", "s", NULL, offsetof(Context, description), SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("Devices", "as", property_get_devices, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
@@ -483,6 +560,11 @@ static const sd_bus_vtable context_vtable[] = {
                                 SD_BUS_ARGS("s", address),
                                 SD_BUS_RESULT("h", fd),
                                 method_open_device,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("ReopenDevice",
+                                SD_BUS_ARGS("s", address),
+                                SD_BUS_RESULT("h", fd),
+                                method_reopen_device,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("OpenIommufd",
                                 SD_BUS_NO_ARGS,
@@ -503,6 +585,11 @@ static const sd_bus_vtable context_vtable[] = {
                                 SD_BUS_ARGS("s", address),
                                 SD_BUS_NO_RESULT,
                                 method_reset_device,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("Adopt",
+                                SD_BUS_NO_ARGS,
+                                SD_BUS_NO_RESULT,
+                                method_adopt,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("Release",
                                 SD_BUS_NO_ARGS,

@@ -215,12 +215,12 @@ static void owner_watch_check(Manager *m, Context *c) {
 }
 
 /* A new context for the caller of msg, registered and announced. */
-static int manager_create_context(Manager *m, sd_bus_message *msg, uid_t uid, bool persistent,
+static int manager_create_context(Manager *m, sd_bus_message *msg, uid_t uid, ContextLifetime lifetime, int pidfd,
                                   const char *description, Context **ret, sd_bus_error *error) {
         Context *c;
         int r;
 
-        r = context_new(m, sd_bus_message_get_sender(msg), uid, persistent, description, &c, error);
+        r = context_new(m, sd_bus_message_get_sender(msg), uid, lifetime, pidfd, description, &c, error);
         if (r < 0)
                 return r;
         r = manager_add_context(m, c);
@@ -229,10 +229,15 @@ static int manager_create_context(Manager *m, sd_bus_message *msg, uid_t uid, bo
                 context_unref_busy(c);
                 return r;
         }
-        log_info("Created %s for %s (uid %u)%s%s%s.", c->path, c->owner, (unsigned) uid,
-                 persistent ? ", persistent" : "", *c->description ? ": " : "", c->description);
+        char tie[48] = "";
+        if (lifetime == CONTEXT_PERSISTENT)
+                strcpy(tie, ", persistent");
+        else if (lifetime == CONTEXT_PROCESS)
+                snprintf(tie, sizeof tie, ", for as long as process %d lives", (int) c->pid);
+        log_info("Created %s for %s (uid %u)%s%s%s.", c->path, c->owner, (unsigned) uid, tie,
+                 *c->description ? ": " : "", c->description);
         (void) sd_bus_emit_object_added(m->bus, c->path);
-        if (!persistent)
+        if (lifetime == CONTEXT_CONNECTION)
                 owner_watch_check(m, c);
         *ret = c;
         return 0;
@@ -242,6 +247,7 @@ static int method_create_context(sd_bus_message *msg, void *userdata, sd_bus_err
         Manager *m = userdata;
         const char *description = NULL;
         bool persistent = false;
+        int pidfd = -1;
         Context *c;
         uid_t uid;
         int r;
@@ -249,10 +255,16 @@ static int method_create_context(sd_bus_message *msg, void *userdata, sd_bus_err
         const OptionSpec specs[] = {
                 { "Persistent", 'b', &persistent },
                 { "Description", 's', &description },
+                { "Pid", 'h', &pidfd },
         };
         r = bus_read_options(msg, specs, ELEMENTSOF(specs), error);
         if (r < 0)
                 return r;
+        if (persistent && pidfd >= 0)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                         "Persistent and Pid exclude each other: a lease lasts until released, or "
+                                         "as long as a process lives.");
+        ContextLifetime lifetime = pidfd >= 0 ? CONTEXT_PROCESS : persistent ? CONTEXT_PERSISTENT : CONTEXT_CONNECTION;
         if (description && strlen(description) > 256)
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
                                          "Description is %zu bytes long; at most 256 are allowed.", strlen(description));
@@ -269,7 +281,7 @@ static int method_create_context(sd_bus_message *msg, void *userdata, sd_bus_err
         if (r == 0)
                 return 1; /* polkit is asked; this call comes back */
 
-        r = manager_create_context(m, msg, uid, persistent, description, &c, error);
+        r = manager_create_context(m, msg, uid, lifetime, pidfd, description, &c, error);
         if (r < 0)
                 return r;
         return sd_bus_reply_method_return(msg, "o", c->path);
@@ -360,7 +372,7 @@ static int method_hot_reset(sd_bus_message *msg, void *userdata, sd_bus_error *e
                 description = NULL; /* undefined after a failed asprintf() */
                 r = -ENOMEM;
         } else
-                r = manager_create_context(m, msg, uid, false, description, &c, error);
+                r = manager_create_context(m, msg, uid, CONTEXT_CONNECTION, -1, description, &c, error);
         if (r < 0) {
                 reset_check_done(&check);
                 return r;
@@ -404,6 +416,29 @@ static int method_list_devices(sd_bus_message *msg, void *userdata, sd_bus_error
                         return r;
         }
         r = sd_bus_message_close_container(reply);
+        if (r < 0)
+                return r;
+        return sd_bus_send(NULL, reply, NULL);
+}
+
+/* Every lease, for a VM manager that restarted and looks for its own (the
+ * same as the contexts' properties, which everyone may read). */
+static int method_list_contexts(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        int r;
+
+        r = sd_bus_message_new_method_return(msg, &reply);
+        if (r >= 0)
+                r = sd_bus_message_open_container(reply, 'a', "(ossuus)");
+        for (size_t i = 0; r >= 0 && i < m->n_contexts; i++) {
+                Context *c = m->contexts[i];
+                r = sd_bus_message_append(reply, "(ossuus)", c->path, context_lifetime_to_string(c->lifetime),
+                                          c->owner, (uint32_t) c->owner_uid,
+                                          (uint32_t) (c->lifetime == CONTEXT_PROCESS ? c->pid : 0), c->description);
+        }
+        if (r >= 0)
+                r = sd_bus_message_close_container(reply);
         if (r < 0)
                 return r;
         return sd_bus_send(NULL, reply, NULL);
@@ -492,6 +527,11 @@ static const sd_bus_vtable manager_vtable[] = {
                                 SD_BUS_ARGS("s", address),
                                 SD_BUS_RESULT("o", device),
                                 method_get_device,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("ListContexts",
+                                SD_BUS_NO_ARGS,
+                                SD_BUS_RESULT("a(ossuus)", contexts),
+                                method_list_contexts,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("CreateContext",
                                 SD_BUS_ARGS("a{sv}", options),

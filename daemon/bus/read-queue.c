@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <errno.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -30,6 +31,7 @@ struct ReadQueue {
         sd_bus_slot *filter;
         sd_event_source *release_source;
         sd_event_source *retry_source; /* waits for the bus to take what was written */
+        sd_event_source *trim_source;  /* gives the heap back after a costly read */
         Sender *senders;        /* the next to take its turn first */
         sd_bus_message *released; /* let through, not yet seen again */
 };
@@ -127,6 +129,14 @@ static int on_release(sd_event_source *source, void *userdata) {
         return 0;
 }
 
+/* Building the answer to GetManagedObjects of a large machine allocates
+ * and frees megabytes in small pieces: once things are quiet, give the
+ * free pages back instead of keeping the peak resident. */
+static int on_trim(sd_event_source *source, void *userdata) {
+        (void) malloc_trim(0);
+        return 0;
+}
+
 static int on_retry(sd_event_source *source, uint64_t usec, void *userdata) {
         ReadQueue *q = userdata;
         if (q->senders && !q->released)
@@ -140,6 +150,7 @@ static int filter(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         if (m == q->released) {
                 /* Its turn: let sd-bus answer it, then release the next. */
                 q->released = sd_bus_message_unref(q->released);
+                (void) sd_event_source_set_enabled(q->trim_source, SD_EVENT_ONESHOT);
                 if (q->senders)
                         (void) sd_event_source_set_enabled(q->release_source, SD_EVENT_ONESHOT);
                 return 0;
@@ -207,6 +218,12 @@ int read_queue_new(sd_bus *bus, sd_event *event, ReadQueue **ret) {
         if (r >= 0)
                 r = sd_event_source_set_enabled(q->retry_source, SD_EVENT_OFF);
         if (r >= 0)
+                r = sd_event_add_defer(event, &q->trim_source, on_trim, q);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(q->trim_source, SD_EVENT_OFF);
+        if (r >= 0)
+                r = sd_event_source_set_priority(q->trim_source, SD_EVENT_PRIORITY_IDLE);
+        if (r >= 0)
                 r = sd_bus_add_filter(bus, &q->filter, filter, q);
         if (r < 0) {
                 read_queue_free(q);
@@ -222,6 +239,7 @@ ReadQueue *read_queue_free(ReadQueue *q) {
         q->filter = sd_bus_slot_unref(q->filter);
         q->release_source = sd_event_source_disable_unref(q->release_source);
         q->retry_source = sd_event_source_disable_unref(q->retry_source);
+        q->trim_source = sd_event_source_disable_unref(q->trim_source);
         while (q->senders) {
                 Sender *s = q->senders;
                 q->senders = s->next;

@@ -9,14 +9,82 @@
 #include <stdlib.h>
 
 #include "errors.h"
+#include "file-holders.h"
 #include "context.h"
 #include "log.h"
 #include "manager.h"
 #include "util.h"
 #include "vfio-compat.h"
 
-int context_new(Manager *m, const char *owner, uid_t uid, bool persistent, const char *description, Context **ret,
-                sd_bus_error *error) {
+const char *context_lifetime_to_string(ContextLifetime l) {
+        switch (l) {
+        case CONTEXT_PERSISTENT:
+                return "persistent";
+        case CONTEXT_PROCESS:
+                return "process";
+        case CONTEXT_CONNECTION:
+        default:
+                return "connection";
+        }
+}
+
+/* The pid a pidfd refers to, from its fdinfo: -ESRCH when the process has
+ * exited, -EBADF when fd is no pidfd. */
+static int pidfd_get_pid(int fd, pid_t *ret) {
+        char path[64], line[256];
+        _cleanup_(fclosep) FILE *f = NULL;
+
+        snprintf(path, sizeof path, "/proc/self/fdinfo/%d", fd);
+        f = fopen(path, "re");
+        if (!f)
+                return -errno;
+        while (fgets(line, sizeof line, f)) {
+                int pid;
+                if (sscanf(line, "Pid: %d", &pid) == 1) {
+                        if (pid <= 0)
+                                return -ESRCH;
+                        *ret = pid;
+                        return 0;
+                }
+        }
+        return -EBADF;
+}
+
+static int on_process_exit(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        Context *c = userdata;
+        char why[64];
+
+        snprintf(why, sizeof why, "its process %d exited", (int) c->pid);
+        context_release(c, why);
+        return 0;
+}
+
+/* A lease for as long as a process lives: the pidfd becomes readable when
+ * it exits (whoever its parent is), so the lease does not depend on who
+ * created it staying connected. */
+static int context_tie_to_process(Context *c, int pidfd, sd_bus_error *error) {
+        int r;
+
+        r = pidfd_get_pid(pidfd, &c->pid);
+        if (r == -ESRCH)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                         "The process of the pidfd passed as Pid has exited already.");
+        if (r < 0)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                         "Pid must be a pidfd (pidfd_open(2)), the process the lease lasts as long "
+                                         "as: %s.", strerror(-r));
+        c->pidfd = fcntl(pidfd, F_DUPFD_CLOEXEC, 3);
+        if (c->pidfd < 0)
+                return bus_error_kernel(error, errno, "Failed to keep the pidfd: %s", strerror(errno));
+        r = sd_event_add_io(c->manager->event, &c->pid_source, c->pidfd, EPOLLIN, on_process_exit, c);
+        if (r < 0)
+                return r;
+        (void) sd_event_source_set_description(c->pid_source, "context-process");
+        return 0;
+}
+
+int context_new(Manager *m, const char *owner, uid_t uid, ContextLifetime lifetime, int pidfd,
+                const char *description, Context **ret, sd_bus_error *error) {
         Backend *b = m->backend;
         Context *c;
         int r;
@@ -25,9 +93,9 @@ int context_new(Manager *m, const char *owner, uid_t uid, bool persistent, const
         if (!c)
                 return -ENOMEM;
         c->manager = m;
-        c->iommufd = c->container = -1;
+        c->iommufd = c->container = c->pidfd = -1;
         c->owner_uid = uid;
-        c->persistent = persistent;
+        c->lifetime = lifetime;
         c->id = ++m->next_context_id;
         if (asprintf(&c->path, CONTEXT_PATH_PREFIX "/%" PRIu64, c->id) < 0)
                 c->path = NULL;
@@ -36,6 +104,12 @@ int context_new(Manager *m, const char *owner, uid_t uid, bool persistent, const
         if (!c->path || !c->owner || !c->description) {
                 r = -ENOMEM;
                 goto fail;
+        }
+
+        if (lifetime == CONTEXT_PROCESS) {
+                r = context_tie_to_process(c, pidfd, error);
+                if (r < 0)
+                        goto fail;
         }
 
         if (b->cdev) {
@@ -99,6 +173,8 @@ void context_unref_busy(Context *c) {
         if (!c || c->n_busy > 0 || !c->released)
                 return;
         context_close_files(c);
+        sd_event_source_disable_unref(c->pid_source);
+        safe_close(c->pidfd);
         free(c->devices);
         free(c->groups);
         free(c->path);
@@ -121,6 +197,7 @@ void context_release(Context *c, const char *why) {
                 m->hooks.context_removed(m, c);
         manager_remove_context(m, c);
         c->released = true;
+        c->pid_source = sd_event_source_disable_unref(c->pid_source);
         /* Its devices are nobody's from now on (the files close when the
          * resets using them are done). */
         for (size_t i = 0; i < c->n_devices; i++)
@@ -167,8 +244,12 @@ static void context_device_forget(Context *c, ContextDevice *cd) {
 
 char *context_describe(Context *c) {
         char *s;
-        if (asprintf(&s, "context %s (owner %s%s, uid %u)", c->path, c->owner, c->persistent ? ", persistent" : "",
-                     (unsigned) c->owner_uid) < 0)
+        char tie[40] = "";
+        if (c->lifetime == CONTEXT_PERSISTENT)
+                strcpy(tie, ", persistent");
+        else if (c->lifetime == CONTEXT_PROCESS)
+                snprintf(tie, sizeof tie, ", for process %d", (int) c->pid);
+        if (asprintf(&s, "context %s (owner %s%s, uid %u)", c->path, c->owner, tie, (unsigned) c->owner_uid) < 0)
                 return NULL;
         return s;
 }
@@ -454,6 +535,71 @@ int context_detach(Context *c, const PciAddress *a, sd_bus_error *error) {
                                          c->path);
         context_remove_device(c, cd);
         log_info("%s: detached %s.", c->path, addr);
+        return 0;
+}
+
+bool context_device_is_bound(Context *c, ContextDevice *cd) {
+        Manager *m = c->manager;
+
+        if (!m->backend->cdev || cd->bound)
+                return true;
+        struct hr_vfio_device_info info = { .argsz = sizeof info };
+        if (backend_ioctl(m->backend, cd->fd, HR_VFIO_DEVICE_GET_INFO, &info) < 0)
+                return false;
+        /* Bound through a client's copy: by the VMM, into the iommufd it was
+         * given (the context's, from OpenIommufd) or its own. Counted as the
+         * context's claim on the group either way; the kernel has the last
+         * word on a reset. */
+        cd->bound = cd->bound_by_client = true;
+        if (manager_group_owner_ref(m, cd->iommu_group, c) < 0)
+                log_oom();
+        char addr[PCI_ADDRESS_STRING_MAX];
+        log_info("%s: %s was bound by a client (a VMM) through its copy of the file.", c->path,
+                 pci_address_format(&cd->address, addr));
+        return true;
+}
+
+int context_reopen_device(Context *c, ContextDevice *cd, sd_bus_error *error) {
+        Manager *m = c->manager;
+        char addr[PCI_ADDRESS_STRING_MAX], comm[FILE_HOLDER_COMM_MAX];
+        pid_t pid;
+        int r;
+
+        pci_address_format(&cd->address, addr);
+        if (!m->backend->cdev)
+                return sd_bus_error_setf(error, BUS_ERROR_UNSUPPORTED,
+                                         "%s: the %s backend opens devices through their IOMMU group, and a group "
+                                         "file cannot be reopened for one device; detach and attach it again.",
+                                         addr, m->backend->name);
+        if (c->n_busy > 0)
+                return sd_bus_error_setf(error, BUS_ERROR_BUSY, "%s: a hot reset using %s is in progress.", addr,
+                                         c->path);
+        PciDevice *d = topology_get(m->topology, &cd->address);
+        if (!d || !d->info.cdev_path)
+                return sd_bus_error_setf(error, BUS_ERROR_NO_SUCH_DEVICE, "%s has no vfio cdev any more.", addr);
+
+        /* The old file stays bound while any copy of it is open: a new VMM
+         * could not bind the fresh one (EINVAL). */
+        r = file_find_other_holder(cd->fd, &pid, comm);
+        if (r < 0)
+                return bus_error_kernel(error, r, "%s: cannot tell who else holds its file: %s", addr, strerror(-r));
+        if (r > 0)
+                return sd_bus_error_setf(error, BUS_ERROR_IN_USE,
+                                         "%s: process %d (%s) still holds a copy of its file, which keeps it bound; "
+                                         "a new file could not be bound until that copy is closed (stop the old "
+                                         "VMM first).",
+                                         addr, (int) pid, comm);
+
+        int fd = backend_open(m->backend, d->info.cdev_path, O_RDWR | O_CLOEXEC);
+        if (fd < 0)
+                return kernel_error(error, fd, addr, "opening its vfio cdev again");
+        if (cd->bound)
+                manager_group_owner_unref(m, cd->iommu_group, c);
+        backend_close(m->backend, cd->fd);
+        cd->fd = fd;
+        cd->bound = cd->bound_by_client = false;
+        cd->devid = 0;
+        log_info("%s: reopened %s: a fresh, unbound file.", c->path, addr);
         return 0;
 }
 

@@ -22,8 +22,9 @@ typedef struct ContextDevice {
         PciAddress address;
         int iommu_group;
         int fd;         /* the daemon's open file of the device */
-        uint32_t devid; /* cdev model: the kernel's devid; 0 when unbound or legacy */
-        bool bound;     /* cdev model: bound to the context's iommufd */
+        uint32_t devid; /* cdev model: the kernel's devid; 0 when unbound, legacy, or bound by a VMM */
+        bool bound;     /* cdev model: bound to an iommufd (by the daemon, or by a VMM through a copy) */
+        bool bound_by_client; /* a client's copy was bound (a VMM), not the daemon's Bind */
 } ContextDevice;
 
 typedef struct ContextGroup {
@@ -31,13 +32,23 @@ typedef struct ContextGroup {
         int fd;
 } ContextGroup;
 
+/* How long a lease lasts. */
+typedef enum ContextLifetime {
+        CONTEXT_CONNECTION, /* until its owner's bus connection goes */
+        CONTEXT_PERSISTENT, /* until released (owned by the uid) */
+        CONTEXT_PROCESS,    /* until the process it is tied to exits (the VMM) */
+} ContextLifetime;
+
 typedef struct Context {
         Manager *manager;
         uint64_t id;
         char *path;
         char *owner; /* unique bus name of the creator */
         uid_t owner_uid;
-        bool persistent;
+        ContextLifetime lifetime;
+        int pidfd; /* CONTEXT_PROCESS: the process the lease lasts as long as */
+        pid_t pid;
+        sd_event_source *pid_source;
         char *description;
 
         int iommufd; /* cdev model */
@@ -57,9 +68,16 @@ typedef struct Context {
         uint32_t publish_queued; /* in the manager's publish queue (Devices changed) */
 } Context;
 
-/* Opens the iommufd + IOAS or the container. On failure sets a D-Bus error. */
-int context_new(Manager *m, const char *owner, uid_t uid, bool persistent, const char *description, Context **ret,
-                sd_bus_error *error);
+/* Opens the iommufd + IOAS or the container. On failure sets a D-Bus error.
+ * For CONTEXT_PROCESS, pidfd (borrowed; duplicated) is the process. */
+int context_new(Manager *m, const char *owner, uid_t uid, ContextLifetime lifetime, int pidfd,
+                const char *description, Context **ret, sd_bus_error *error);
+/* Persistent and process-tied leases outlive their creator's connection:
+ * its uid, not its bus name, owns them. */
+static inline bool context_outlives_owner(const Context *c) {
+        return c->lifetime != CONTEXT_CONNECTION;
+}
+const char *context_lifetime_to_string(ContextLifetime l);
 /* Detaches everything, closes every file, leaves the bus; the memory goes
  * when no reset uses it any more. Safe to call twice. */
 void context_release(Context *c, const char *why);
@@ -73,6 +91,19 @@ bool context_owns_group(Context *c, int group);
 /* bind=false leaves a cdev unbound for a VMM to bind itself. */
 int context_attach(Context *c, struct PciDevice *d, bool bind, uint32_t *ret_devid, sd_bus_error *error);
 int context_detach(Context *c, const PciAddress *a, sd_bus_error *error);
+
+/* Whether the device's file is bound to an iommufd now, as the kernel says:
+ * a VMM given the daemon's unbound file (OpenDevice) binds that same open
+ * file, so the daemon's copy is bound too and can query and reset. The
+ * kernel answers VFIO_DEVICE_GET_INFO only on a bound cdev. Always true in
+ * the group model. */
+bool context_device_is_bound(Context *c, ContextDevice *cd);
+
+/* A fresh, unbound file of the device for a VMM started again on the same
+ * lease (a bind lasts as long as the open file). Refused with InUse while
+ * another process still holds a copy of the old file, and with Busy while a
+ * reset uses it. */
+int context_reopen_device(Context *c, ContextDevice *cd, sd_bus_error *error);
 /* The device went away or left its vfio driver: drop it from the lease. */
 void context_drop_device(Context *c, const PciAddress *a, const char *why);
 

@@ -352,7 +352,7 @@ void manager_owner_gone(Manager *m, const char *name) {
                 if (i > m->n_contexts)
                         continue;
                 Context *c = m->contexts[i - 1];
-                if (!c->persistent && streq(c->owner, name))
+                if (c->lifetime == CONTEXT_CONNECTION && streq(c->owner, name))
                         context_release(c, "its owner disconnected");
         }
 }

@@ -926,11 +926,6 @@ static json_object *device_to_json(const PciDeviceInfo *d) {
         return TAKE_PTR(o);
 }
 
-static void fclosep(FILE **f) {
-        if (*f)
-                fclose(*f);
-}
-
 char *machine_to_json(const Machine *m) {
         const int flags = JSON_C_TO_STRING_SPACED | JSON_C_TO_STRING_NOSLASHESCAPE;
         _cleanup_free_ char *buf = NULL;

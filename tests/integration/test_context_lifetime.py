@@ -98,6 +98,7 @@ class LifetimeTests:
         self.assertEqual(rec.signals(mark, member='InterfacesRemoved'), [])
         self.assertEqual(self.context_paths(), [ctx])
         self.assertEqual(self.ctx_props(ctx), {'Owner': 'uid:0', 'OwnerUid': 0, 'Persistent': True,
+                                               'Lifetime': 'persistent', 'Pid': 0,
                                                'Backend': self.backend(), 'Description': 'kept',
                                                'Devices': [FN0]})
         self.assertEqual(self.holder(FN0), ctx)

@@ -50,11 +50,12 @@ class ContextTests:
         ctx = c.create_context(Description='vm-1: test guest')
         self.assertTrue(context_path_ok(ctx), ctx)
         added = rec.wait_interfaces_added(ctx, mark)
-        expected = {'Owner': c.unique_name, 'OwnerUid': 0, 'Persistent': False, 'Backend': self.backend(),
-                    'Description': 'vm-1: test guest', 'Devices': []}
+        expected = {'Owner': c.unique_name, 'OwnerUid': 0, 'Persistent': False, 'Lifetime': 'connection', 'Pid': 0,
+                    'Backend': self.backend(), 'Description': 'vm-1: test guest', 'Devices': []}
         self.assertEqual(added.get(CONTEXT_IFACE), expected)
         typed = self.env.get_all_typed(ctx, CONTEXT_IFACE)
         self.assertEqual(typed, {'Owner': ('s', c.unique_name), 'OwnerUid': ('u', 0), 'Persistent': ('b', False),
+                                 'Lifetime': ('s', 'connection'), 'Pid': ('u', 0),
                                  'Backend': ('s', self.backend()), 'Description': ('s', 'vm-1: test guest'),
                                  'Devices': ('as', [])})
         self.assertEqual(self.env.manager_property('Backend'), self.backend())
@@ -73,8 +74,8 @@ class ContextTests:
         ctx = self.persistent_context('kept for a shell session')
         self.assertTrue(context_path_ok(ctx), ctx)
         added = rec.wait_interfaces_added(ctx, mark)[CONTEXT_IFACE]
-        expected = {'Owner': 'uid:0', 'OwnerUid': 0, 'Persistent': True, 'Backend': self.backend(),
-                    'Description': 'kept for a shell session', 'Devices': []}
+        expected = {'Owner': 'uid:0', 'OwnerUid': 0, 'Persistent': True, 'Lifetime': 'persistent', 'Pid': 0,
+                    'Backend': self.backend(), 'Description': 'kept for a shell session', 'Devices': []}
         self.assertEqual(added, expected)
         # busctl's connection is gone: the context is still there.
         self.assertEqual(self.ctx_props(ctx), expected)
