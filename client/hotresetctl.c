@@ -23,6 +23,7 @@ static const Verb *const verbs[] = {
         &verb_reset,
         &verb_hot_reset_info,
         &verb_monitor,
+        &verb_run,
 };
 
 /* Options every verb takes, before or after the verb. */

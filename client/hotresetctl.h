@@ -36,7 +36,7 @@ typedef struct Verb {
 } Verb;
 
 extern const Verb verb_list, verb_info, verb_check, verb_acquire, verb_release, verb_contexts, verb_reset,
-        verb_hot_reset_info, verb_monitor;
+        verb_hot_reset_info, verb_monitor, verb_run;
 
 /* Option codes of the verbs, above every short option character. */
 enum {
@@ -48,6 +48,7 @@ enum {
         ARG_DESCRIPTION,
         ARG_NO_BIND,
         ARG_CONTEXT,
+        ARG_DEVICE,
 };
 
 /* Prints "hotresetctl: <message>" plus a hint to try --help, returns -EINVAL;
