@@ -65,7 +65,7 @@ TEST(test_leases_move_holders) {
         PciDevice *gpu = device(m, "0000:01:00.0");
         ASSERT_TRUE(!reset_domain_possible(gpu, NULL)); /* its audio function is on a host driver */
         Context *c = NULL;
-        ASSERT_INT_EQ(context_new(m, ":1.42", 1000, false, "test", &c, &error), 0);
+        ASSERT_INT_EQ(context_new(m, ":1.42", 1000, CONTEXT_CONNECTION, -1, "test", &c, &error), 0);
         ASSERT_INT_EQ(manager_add_context(m, c), 0);
         PciDevice *nvme = device(m, "0000:02:00.0");
         uint32_t devid = 0;
@@ -80,7 +80,7 @@ TEST(test_leases_move_holders) {
 
         /* A second lease cannot take it. */
         Context *other = NULL;
-        ASSERT_INT_EQ(context_new(m, ":1.43", 1001, false, "", &other, &error), 0);
+        ASSERT_INT_EQ(context_new(m, ":1.43", 1001, CONTEXT_CONNECTION, -1, "", &other, &error), 0);
         ASSERT_INT_EQ(manager_add_context(m, other), 0);
         ASSERT_TRUE(context_attach(other, nvme, true, &devid, &error) < 0);
         ASSERT_STR_EQ(error.name, "org.hotresetd.Broker1.Error.InUse");
