@@ -127,6 +127,12 @@ static void hook_context_removed(Manager *m, Context *c) {
                 log_warning_errno(r, "Failed to announce the removal of %s: %m", c->path);
 }
 
+static void hook_context_device_removed(Manager *m, Context *c, const char *address, const char *reason) {
+        int r = sd_bus_emit_signal(m->bus, c->path, CONTEXT_INTERFACE, "DeviceRemoved", "ss", address, reason);
+        if (r < 0)
+                log_warning_errno(r, "Failed to tell %s that %s went: %m", c->path, address);
+}
+
 /* sd_bus_emit_signal() takes "as" as a count and strings, not a strv. */
 static void emit_with_strv(sd_bus *bus, const char *path, const char *interface, const char *member,
                            const char *address, char **affected, const uint64_t *duration, const char *result) {
@@ -649,6 +655,7 @@ int manager_connect_bus(Manager *m) {
                 .device_removed = hook_device_removed,
                 .domain_removed = hook_domain_removed,
                 .context_removed = hook_context_removed,
+                .context_device_removed = hook_context_device_removed,
                 .prepare_for_hot_reset = hook_prepare_for_hot_reset,
                 .hot_reset_done = hook_hot_reset_done,
                 .teardown = bus_teardown,
@@ -671,6 +678,13 @@ int manager_connect_bus(Manager *m) {
         r = sd_bus_attach_event(m->bus, m->event, SD_EVENT_PRIORITY_NORMAL);
         if (r < 0)
                 return log_error_errno(r, "Failed to attach the bus to the event loop: %m");
+        /* sd-bus would close the connection as soon as the loop ends; on
+         * SIGTERM the daemon still has to answer the resets in flight and
+         * announce the leases it releases: it closes the bus itself, last
+         * (bus_teardown). */
+        r = sd_bus_set_close_on_exit(m->bus, false);
+        if (r < 0)
+                return log_error_errno(r, "Failed to keep the bus open until the daemon is done: %m");
 
         r = sd_bus_add_match(m->bus, NULL,
                              "type='signal',sender='org.freedesktop.DBus',path='/org/freedesktop/DBus',"

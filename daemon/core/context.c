@@ -172,6 +172,13 @@ static void context_close_files(Context *c) {
 void context_unref_busy(Context *c) {
         if (!c || c->n_busy > 0 || !c->released)
                 return;
+        /* Its devices are nobody's from now on, not before: while a reset
+         * still used its files, they were held (an attach elsewhere would
+         * have failed on the kernel's side). */
+        for (size_t i = 0; i < c->n_devices; i++)
+                context_device_forget(c, &c->devices[i]);
+        for (size_t i = 0; i < c->n_groups; i++)
+                manager_group_owner_unref(c->manager, c->groups[i].group, c);
         context_close_files(c);
         sd_event_source_disable_unref(c->pid_source);
         safe_close(c->pidfd);
@@ -198,14 +205,11 @@ void context_release(Context *c, const char *why) {
         manager_remove_context(m, c);
         c->released = true;
         c->pid_source = sd_event_source_disable_unref(c->pid_source);
-        /* Its devices are nobody's from now on (the files close when the
-         * resets using them are done). */
-        for (size_t i = 0; i < c->n_devices; i++)
-                context_device_forget(c, &c->devices[i]);
-        for (size_t i = 0; i < c->n_groups; i++)
-                manager_group_owner_unref(m, c->groups[i].group, c);
 
-        /* Resets in flight keep the files open until they are done. */
+        /* Resets in flight keep the files open, and the devices held,
+         * until they are done. */
+        if (c->n_busy > 0)
+                log_info("%s: its devices stay held until the hot reset using them is done.", c->path);
         context_unref_busy(c);
 }
 
@@ -249,7 +253,8 @@ char *context_describe(Context *c) {
                 strcpy(tie, ", persistent");
         else if (c->lifetime == CONTEXT_PROCESS)
                 snprintf(tie, sizeof tie, ", for process %d", (int) c->pid);
-        if (asprintf(&s, "context %s (owner %s%s, uid %u)", c->path, c->owner, tie, (unsigned) c->owner_uid) < 0)
+        if (asprintf(&s, "context %s (owner %s%s, uid %u%s)", c->path, c->owner, tie, (unsigned) c->owner_uid,
+                     c->released ? "; released, waiting for its hot reset to finish" : "") < 0)
                 return NULL;
         return s;
 }
@@ -609,7 +614,11 @@ void context_drop_device(Context *c, const PciAddress *a, const char *why) {
 
         if (!cd)
                 return;
-        log_warning("%s: dropping %s from the lease: %s.", c->path, pci_address_format(a, addr), why);
+        pci_address_format(a, addr);
+        log_warning("%s: dropping %s from the lease: %s.", c->path, addr, why);
+        /* The holder hears which device and why before the files go. */
+        if (c->manager->hooks.context_device_removed)
+                c->manager->hooks.context_device_removed(c->manager, c, addr, why);
         context_remove_device(c, cd);
 }
 

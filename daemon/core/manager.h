@@ -30,6 +30,9 @@ typedef struct ManagerHooks {
         void (*domain_removed)(Manager *m, ResetDomain *dom);
         /* c is released: it leaves the list right after this. */
         void (*context_removed)(Manager *m, Context *c);
+        /* A device c holds went away or left its vfio driver: c lets go of
+         * it right after this (reason in words). */
+        void (*context_device_removed)(Manager *m, Context *c, const char *address, const char *reason);
         /* A hot reset of target through c is about to start (c holds one
          * of the affected devices), and one the kernel was asked to do is
          * over (result: "success" or the error name). */
@@ -73,6 +76,7 @@ struct Manager {
         /* Hot resets: running ones and those waiting for an overlapping
          * one to finish (see reset-job.c). */
         struct ResetJob *jobs;
+        bool stopping; /* no new reset starts */
 
         /* Authorization: polkit checks in flight (auth.c), the policy file
          * and the rate limits (access.c). */

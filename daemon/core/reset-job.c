@@ -157,7 +157,9 @@ static void job_finish(ResetJob *j, const sd_bus_error *error, uint64_t duration
                 }
         }
 
-        if (m->hooks.hot_reset_done)
+        /* Only for resets the kernel was asked to do (the contract): a
+         * queued one that never started is answered, not announced. */
+        if (j->running && m->hooks.hot_reset_done)
                 m->hooks.hot_reset_done(m, addr, j->affected, duration, error ? error->name : "success");
 
         Context *c = j->context;
@@ -184,7 +186,27 @@ static int on_job_done(sd_event_source *s, int fd, uint32_t revents, void *userd
         uint64_t duration = now_usec() - j->started_usec;
         pci_address_format(&j->target, addr);
 
-        if (j->result < 0) {
+        PciDevice *left = NULL;
+        if (j->result < 0)
+                /* A device of the scope that left its vfio driver (or the
+                 * machine) while the reset ran explains the failure better
+                 * than the kernel's errno (ENODEV, EINVAL). */
+                for (size_t i = 0; j->affected && j->affected[i] && !left; i++) {
+                        PciAddress a;
+                        PciDevice *d;
+                        if (pci_address_parse(j->affected[i], &a) < 0 || pci_address_equal(&a, &j->target))
+                                continue;
+                        d = topology_get(m->topology, &a);
+                        if (d && !driver_is_vfio(d->info.driver))
+                                left = d;
+                }
+        if (j->result < 0 && left)
+                sd_bus_error_setf(&error, BUS_ERROR_NOT_IN_DEV_SET,
+                                  "Hot reset of %s failed: %s, in its reset scope, left vfio during the reset "
+                                  "(it is %s%s now); bind it to vfio-pci again and retry.",
+                                  addr, left->address, left->info.driver ? "bound to " : "",
+                                  left->info.driver ?: "unbound");
+        else if (j->result < 0) {
                 /* Gone from the machine or from its lease meanwhile: say
                  * that, not what the kernel made of a dead file. */
                 if (!topology_get(m->topology, &j->target) || !context_find_device(j->context, &j->target))
@@ -243,6 +265,8 @@ static void job_fail_now(ResetJob *j, const sd_bus_error *error) {
 }
 
 static void jobs_start_ready(Manager *m) {
+        if (m->stopping)
+                return; /* reset_jobs_free() answers what waits */
         for (ResetJob *j = m->jobs, *next; j; j = next) {
                 next = j->next;
                 if (j->running)
@@ -319,6 +343,10 @@ int reset_job_submit(Manager *m, Context *c, sd_bus_message *request, const Cont
         }
 
         c->n_busy++;
+        {
+                char addr[PCI_ADDRESS_STRING_MAX];
+                log_debug("Hot reset of %s through %s submitted.", pci_address_format(&j->target, addr), c->path);
+        }
         /* Append: first come, first served on a shared scope. */
         ResetJob **p = &m->jobs;
         while (*p)
@@ -330,14 +358,29 @@ int reset_job_submit(Manager *m, Context *c, sd_bus_message *request, const Cont
 }
 
 void reset_jobs_free(Manager *m) {
+        m->stopping = true;
+        /* Running resets first: a kernel reset cannot be interrupted, so
+         * wait for it and answer its caller as usual; then the queued ones,
+         * which never reached the kernel, are answered with an error. */
+        for (ResetJob *j = m->jobs, *next; j; j = next) {
+                next = j->next;
+                if (!j->running)
+                        continue;
+                char addr[PCI_ADDRESS_STRING_MAX];
+                log_notice("Stopping: waiting for the hot reset of %s through %s to finish (a reset the kernel "
+                           "runs cannot be interrupted).",
+                           pci_address_format(&j->target, addr), j->context->path);
+                (void) on_job_done(NULL, -1, 0, j);
+                next = m->jobs; /* the list changed; start over (finished jobs are gone) */
+        }
         while (m->jobs) {
                 ResetJob *j = m->jobs;
-                if (j->running)
-                        (void) pthread_join(j->thread, NULL);
-                m->jobs = j->next;
-                Context *c = j->context;
-                job_free(j);
-                c->n_busy--;
-                context_unref_busy(c);
+                _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+                char addr[PCI_ADDRESS_STRING_MAX];
+                sd_bus_error_setf(&error, BUS_ERROR_BUSY,
+                                  "Hot reset of %s not done: the daemon is stopping, and the reset was still waiting "
+                                  "for its turn.",
+                                  pci_address_format(&j->target, addr));
+                job_finish(j, &error, 0);
         }
 }
