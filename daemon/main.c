@@ -276,6 +276,14 @@ static int run(int argc, char *argv[]) {
         r = sd_event_default(&e);
         if (r < 0)
                 return log_error_errno(r, "Failed to allocate the event loop: %m");
+        /* Under WatchdogSec= the loop tells systemd it is alive on every
+         * turn: a daemon stuck (not just busy) is restarted. A no-op
+         * elsewhere. */
+        r = sd_event_set_watchdog(e, true);
+        if (r < 0) {
+                sd_event_unref(e);
+                return log_error_errno(r, "Failed to set up the watchdog: %m");
+        }
 
         sigset_t mask;
         sigemptyset(&mask);

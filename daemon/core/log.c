@@ -16,17 +16,33 @@ int log_get_max_level(void) {
         return max_level;
 }
 
+/* Control characters as \xNN: a message can carry what a caller sent (a
+ * context's description, a bus name), and a newline there must not start
+ * a line of its own (nor a "<2>" priority prefix after it). */
+static void escape_controls(const char *in, char *out, size_t size) {
+        size_t k = 0;
+        for (; *in && k + 5 < size; in++) {
+                unsigned char c = (unsigned char) *in;
+                if (c < 0x20 || c == 0x7f)
+                        k += (size_t) snprintf(out + k, size - k, "\\x%02x", c);
+                else
+                        out[k++] = (char) c;
+        }
+        out[k] = 0;
+}
+
 int log_internal(int level, int error, const char *fmt, ...) {
         int e = error < 0 ? -error : error;
 
         if (level <= max_level) {
-                char buf[2048];
+                char raw[2048], buf[4096];
                 va_list ap;
 
                 errno = e;
                 va_start(ap, fmt);
-                vsnprintf(buf, sizeof buf, fmt, ap);
+                vsnprintf(raw, sizeof raw, fmt, ap);
                 va_end(ap);
+                escape_controls(raw, buf, sizeof buf);
                 /* Under systemd stderr goes to the journal, which reads the
                  * level from the prefix; on a terminal keep it readable. */
                 if (getenv("JOURNAL_STREAM"))

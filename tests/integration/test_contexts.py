@@ -69,6 +69,14 @@ class ContextTests:
         self.assertEqual(self.ctx_props(ctx2)['Description'], '')
         self.assertEqual(self.context_paths(), sorted([ctx, ctx2]))
 
+    def test_description_cannot_forge_log_lines(self):
+        # What a caller sends is logged with its control characters escaped.
+        c = self.client()
+        c.create_context(Description='vm-1\n<2>forged: the daemon crashed\x1b[31m')
+        log = self.env.daemon.log()
+        self.assertIn('vm-1\\x0a<2>forged: the daemon crashed\\x1b[31m', log)
+        self.assertFalse([line for line in log.splitlines() if line.startswith('<2>forged')], log)
+
     def test_persistent_context_from_busctl(self):
         rec, mark = self.record()
         ctx = self.persistent_context('kept for a shell session')
