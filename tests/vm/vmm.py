@@ -480,13 +480,32 @@ def start_on_new_lease(g, rec, name, description):
 
 
 def sc_hot_reset_while_held(g, rec):
-    """(b) Context.HotReset through the broker while QEMU holds the device
-    (the daemon's copy of the file is bound: QEMU bound the same open file)."""
+    """(b) Context.HotReset through the broker while QEMU holds the device:
+    the daemon's copy of the file is the file QEMU bound (one open file),
+    so the kernel answers through it once QEMU has bound it, not before."""
     b = g.broker
-    ctx, q = start_on_new_lease(g, rec, 'held', 'VM tier vmm-hot-reset-while-held')
+    ctx = rec.call('CreateContext({})', b.create_context, Description='VM tier vmm-hot-reset-while-held')
+    rec.equal('AttachDevice(f0, {Bind: false}) returns devid 0', rec.call('AttachDevice', b.attach, ctx, F0, False), 0)
+    rec.refused('Context.HotReset(f0) before any VMM bound the file', b.context_call, ERR + 'Unsupported',
+                ctx, 'HotReset', F0)
+    ifd = rec.call('OpenIommufd()', b.fd, ctx, 'OpenIommufd')
+    dfd = rec.call('OpenDevice(f0)', b.fd, ctx, 'OpenDevice', F0)
+    q = Qemu(g, 'held')
+    q.start(q.argv(ifd, dfd), pass_fds=(ifd, dfd))
+    os.close(ifd)
+    os.close(dfd)
+    q.realized(rec, F0)
+    flags, devs = plain(rec.call('Context.GetHotResetInfo(f0) while QEMU holds f0', b.context_call, ctx,
+                                 'GetHotResetInfo', F0))
+    rec.equal('GetHotResetInfo: flags DEV_ID|DEV_ID_OWNED, f0 bound to QEMU\'s iommufd, f1 owned through the group',
+              [flags, [[a, 'devid 0' if d == 0 else 'devid > 0' if d != 0xffffffff else 'not owned']
+                       for a, d in devs]],
+              [3, [[F0, 'devid > 0'], [F1, 'devid 0']]])
+    before = q.resets()
     affected = rec.call('Context.HotReset(f0) while QEMU holds f0', b.context_call, ctx, 'HotReset', F0)
     rec.equal('HotReset resets both functions', sorted(plain(affected)), [F0, F1])
     q.running(rec, 'QEMU keeps running with h0 after the broker\'s hot reset')
+    rec.equal('... and did no reset of its own meanwhile', q.resets(), before)
     q.quit(rec)
     rec.call('Release()', b.release, ctx)
 
@@ -516,6 +535,13 @@ def start_pid_lease(g, rec, name):
     return st, q
 
 
+def tied_to(g, rec, ctx, pid, who):
+    """The lease is a process lease tied to pid (Context.Lifetime, Pid)."""
+    b = g.broker
+    rec.equal('Context.Lifetime is "process"', b.prop(ctx, hrvm.CONTEXT_IFACE, 'Lifetime'), 'process')
+    rec.equal(f'Context.Pid is {who}', b.prop(ctx, hrvm.CONTEXT_IFACE, 'Pid'), pid)
+
+
 def wait_lease_end(g, rec, ctx, what):
     b = g.broker
     deadline = time.monotonic() + timeout(LEASE_END_TIMEOUT)
@@ -534,6 +560,7 @@ def sc_pid_lease_ends(g, rec):
     ctx = st['context']
     q.realized(rec, F0)
     rec.equal('Device.Context of f0 is the pid-tied context', b.device_context(F0), ctx)
+    tied_to(g, rec, ctx, q.proc.pid, 'QEMU\'s pid')
     q.kill()
     rec.equal('QEMU killed (SIGKILL)', q.wait_exit(timeout(60)), -signal.SIGKILL)
     wait_lease_end(g, rec, ctx, 'Device.Context of f0 becomes "/" when QEMU is gone')
@@ -559,6 +586,7 @@ def sc_pid_lease_outlives_creator(g, rec):
     rec.check('the context is still there', ctx in b.contexts(), expected=ctx, got=b.contexts())
     rec.equal('Device.Context of f0 is still the context', b.device_context(F0), ctx)
     rec.equal('Context.Devices', b.prop(ctx, hrvm.CONTEXT_IFACE, 'Devices'), [F0])
+    tied_to(g, rec, ctx, q.proc.pid, 'QEMU\'s pid')
     q.running(rec, 'QEMU keeps running with h0')
     q.quit(rec)
     wait_lease_end(g, rec, ctx, 'Device.Context of f0 becomes "/" when QEMU has quit')
@@ -590,6 +618,8 @@ def sc_reopen(g, rec):
 
 
 def hotresetctl_run(g, name, env_file):
+    if os.path.exists(env_file):
+        os.unlink(env_file)
     q = Qemu(g, name)
     qemu = q.argv('$HOTRESETD_IOMMUFD', '$HOTRESETD_DEVICE_0000_01_00_0')
     # Double quotes: sh expands the $HOTRESETD_... variables, nothing else
@@ -622,12 +652,14 @@ def sc_hotresetctl_run(g, rec):
     ctx = b.device_context(F0)
     rec.check('Device.Context of f0 is a context while QEMU runs', ctx.startswith(hrvm.ROOT_PATH + '/context/'),
               got=ctx)
+    tied_to(g, rec, ctx, pid, 'QEMU\'s pid (its -pidfile)')
     env = dict(l.split('=', 1) for l in (hrvm._read(env_file, '') or '').splitlines() if '=' in l)
     rec.check('HOTRESETD_IOMMUFD and HOTRESETD_DEVICE_0000_01_00_0 are file numbers',
               env.get('HOTRESETD_IOMMUFD', '').isdigit() and env.get('HOTRESETD_DEVICE_0000_01_00_0', '').isdigit(),
               got=env)
-    rec.check('HOTRESETD_DEVICES lists 0000:01:00.0', F0 in env.get('HOTRESETD_DEVICES', '').replace(',', ' ').split(),
-              got=env.get('HOTRESETD_DEVICES'))
+    rec.equal('HOTRESETD_DEVICES lists f0 and its file', env.get('HOTRESETD_DEVICES'),
+              f'{F0}={env.get("HOTRESETD_DEVICE_0000_01_00_0")}')
+    rec.equal('HOTRESETD_CONTEXT is the lease (Device.Context of f0)', env.get('HOTRESETD_CONTEXT'), ctx)
     q.quit(rec)   # QEMU exits 0, and so must hotresetctl run
     wait_lease_end(g, rec, ctx, 'Device.Context of f0 becomes "/" when hotresetctl run has ended')
 
@@ -670,15 +702,19 @@ def sc_group(g, rec):
 
 
 def sc_group_run(g, rec):
-    """(g) hotresetctl run in the group model: refused (Unsupported), no
-    QEMU started, no lease left."""
+    """(g) hotresetctl run in the group model: refused before any lease is
+    taken (hotresetctl reads Manager.Backend and says why), no QEMU
+    started, nothing held. (The daemon itself refuses Bind=false there with
+    Unsupported: vmm-group.)"""
     env_file = os.path.join(g.workdir, 'run-env')
     q = hotresetctl_run(g, 'run-group', env_file)
     rc = q.wait_exit(timeout(120))
     run_refused_as_missing(rec, q, 'hotresetctl run in the group model')
-    rec.check('hotresetctl run exits non-zero', rc not in (None, 0), got=rc)
-    rec.check('... saying Unsupported', 'Unsupported' in q.output(), expected='Unsupported', got=q.output()[-800:])
-    rec.check('... without starting QEMU', not os.path.exists(q.pidfile))
+    rec.equal('hotresetctl run exits 1', rc, 1)
+    rec.check('... saying the daemon uses the group backend', 'uses the group backend' in q.output(),
+              expected='... the daemon uses the group backend ...', got=q.output()[-800:])
+    rec.check('... without starting QEMU', not os.path.exists(q.pidfile) and not os.path.exists(env_file))
+    rec.equal('no lease was taken', g.broker.contexts(), [])
     rec.equal('Device.Context of f0 is "/"', g.broker.device_context(F0), '/')
 
 
