@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "bus-util.h"
+#include "log.h"
 #include "util.h"
 
 
@@ -83,4 +84,18 @@ int bus_read_options(sd_bus_message *msg, const OptionSpec *specs, size_t n_spec
                         return r;
         }
         return sd_bus_message_exit_container(msg);
+}
+
+int bus_add_object_tree(sd_bus *bus, const char *prefix, const char *interface, const sd_bus_vtable *vtable,
+                        sd_bus_object_find_t find, sd_bus_node_enumerator_t enumerator, void *userdata,
+                        const char *what) {
+        int r;
+
+        r = sd_bus_add_fallback_vtable(bus, NULL, prefix, interface, vtable, find, userdata);
+        if (r < 0)
+                return log_error_errno(r, "Failed to register the %s objects: %m", what);
+        r = sd_bus_add_node_enumerator(bus, NULL, prefix, enumerator, userdata);
+        if (r < 0)
+                return log_error_errno(r, "Failed to register the %s enumerator: %m", what);
+        return 0;
 }

@@ -25,3 +25,10 @@ typedef struct OptionSpec {
         void *ret; /* bool *, const char ** or int * (the string and the fd valid while msg is) */
 } OptionSpec;
 int bus_read_options(sd_bus_message *msg, const OptionSpec *specs, size_t n_specs, sd_bus_error *error);
+
+/* One object per item below prefix, served by a fallback vtable (no
+ * registration per object) and listed by a node enumerator; what names the
+ * objects in a failure's log line. */
+int bus_add_object_tree(sd_bus *bus, const char *prefix, const char *interface, const sd_bus_vtable *vtable,
+                        sd_bus_object_find_t find, sd_bus_node_enumerator_t enumerator, void *userdata,
+                        const char *what);

@@ -139,22 +139,34 @@ static int reply_with_fd(sd_bus_message *msg, int fd, const char *what, sd_bus_e
         return sd_bus_send(NULL, reply, NULL);
 }
 
+/* How every method on one attached device starts: the address, the
+ * caller's ownership of the context (`what` names the call in a refusal),
+ * the device, then the policy and polkit's action. 1: go on; 0: polkit is
+ * asked (the handler returns 1, and this call comes back); < 0: refused. */
+static int begin_device_call(Context *c, sd_bus_message *msg, const char *what, const char *action,
+                             const char *verb, AccessFlags flags, const char **ret_address, ContextDevice **ret,
+                             sd_bus_error *error) {
+        int r;
+
+        r = sd_bus_message_read(msg, "s", ret_address);
+        if (r < 0)
+                return r;
+        r = check_caller(c, msg, what, error);
+        if (r < 0)
+                return r;
+        r = find_attached(c, *ret_address, ret, error);
+        if (r < 0)
+                return r;
+        return access_authorize_device(c, msg, action, verb, &(*ret)->address, flags, error);
+}
+
 static int method_open_device(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         Context *c = userdata;
         const char *address;
         ContextDevice *d;
         int r;
 
-        r = sd_bus_message_read(msg, "s", &address);
-        if (r < 0)
-                return r;
-        r = check_caller(c, msg, "open device files", error);
-        if (r < 0)
-                return r;
-        r = find_attached(c, address, &d, error);
-        if (r < 0)
-                return r;
-        r = access_authorize_device(c, msg, ACTION_ACQUIRE, "open", &d->address, 0, error);
+        r = begin_device_call(c, msg, "open device files", ACTION_ACQUIRE, "open", 0, &address, &d, error);
         if (r <= 0)
                 return r < 0 ? r : 1; /* 0: polkit is asked; this call comes back */
         if (c->manager->backend->cdev && d->bound && !d->bound_by_client)
@@ -172,16 +184,7 @@ static int method_reopen_device(sd_bus_message *msg, void *userdata, sd_bus_erro
         ContextDevice *d;
         int r;
 
-        r = sd_bus_message_read(msg, "s", &address);
-        if (r < 0)
-                return r;
-        r = check_caller(c, msg, "reopen device files", error);
-        if (r < 0)
-                return r;
-        r = find_attached(c, address, &d, error);
-        if (r < 0)
-                return r;
-        r = access_authorize_device(c, msg, ACTION_ACQUIRE, "reopen", &d->address, 0, error);
+        r = begin_device_call(c, msg, "reopen device files", ACTION_ACQUIRE, "reopen", 0, &address, &d, error);
         if (r <= 0)
                 return r < 0 ? r : 1; /* 0: polkit is asked; this call comes back */
         r = context_reopen_device(c, d, error);
@@ -393,17 +396,8 @@ static int method_hot_reset(sd_bus_message *msg, void *userdata, sd_bus_error *e
         ContextDevice *d;
         int r;
 
-        r = sd_bus_message_read(msg, "s", &address);
-        if (r < 0)
-                return r;
-        r = check_caller(c, msg, "reset devices", error);
-        if (r < 0)
-                return r;
-        r = find_attached(c, address, &d, error);
-        if (r < 0)
-                return r;
-        r = access_authorize_device(c, msg, ACTION_RESET, "hot-reset", &d->address,
-                                    ACCESS_WHOLE_SCOPE | ACCESS_RESET_LIMITS, error);
+        r = begin_device_call(c, msg, "reset devices", ACTION_RESET, "hot-reset",
+                              ACCESS_WHOLE_SCOPE | ACCESS_RESET_LIMITS, &address, &d, error);
         if (r <= 0)
                 return r < 0 ? r : 1; /* 0: polkit is asked; this call comes back */
         r = context_submit_hot_reset(c, msg, d, false, error);
@@ -634,14 +628,6 @@ static int context_node_enumerator(sd_bus *bus, const char *path, void *userdata
 }
 
 int context_register_bus(Manager *m) {
-        int r;
-
-        r = sd_bus_add_fallback_vtable(m->bus, NULL, CONTEXT_PATH_PREFIX, CONTEXT_INTERFACE, context_vtable,
-                                       context_object_find, m);
-        if (r < 0)
-                return log_error_errno(r, "Failed to register the context objects: %m");
-        r = sd_bus_add_node_enumerator(m->bus, NULL, CONTEXT_PATH_PREFIX, context_node_enumerator, m);
-        if (r < 0)
-                return log_error_errno(r, "Failed to register the context enumerator: %m");
-        return 0;
+        return bus_add_object_tree(m->bus, CONTEXT_PATH_PREFIX, CONTEXT_INTERFACE, context_vtable, context_object_find,
+                                   context_node_enumerator, m, "context");
 }

@@ -358,16 +358,8 @@ static int device_node_enumerator(sd_bus *bus, const char *path, void *userdata,
 }
 
 int device_register_bus(Manager *m) {
-        int r;
-
-        r = sd_bus_add_fallback_vtable(m->bus, NULL, DEVICE_PATH_PREFIX, DEVICE_INTERFACE, device_vtable,
-                                       device_object_find, m);
-        if (r < 0)
-                return log_error_errno(r, "Failed to register the device objects: %m");
-        r = sd_bus_add_node_enumerator(m->bus, NULL, DEVICE_PATH_PREFIX, device_node_enumerator, m);
-        if (r < 0)
-                return log_error_errno(r, "Failed to register the device enumerator: %m");
-        return 0;
+        return bus_add_object_tree(m->bus, DEVICE_PATH_PREFIX, DEVICE_INTERFACE, device_vtable, device_object_find,
+                                   device_node_enumerator, m, "device");
 }
 
 void device_object_removed(Manager *m, PciDevice *d) {

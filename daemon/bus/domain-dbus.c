@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdio.h>
 
+#include "bus-util.h"
 #include "device-dbus.h"
 #include "domain-dbus.h"
 #include "log.h"
@@ -211,16 +212,8 @@ static int domain_node_enumerator(sd_bus *bus, const char *path, void *userdata,
 }
 
 int domain_register_bus(Manager *m) {
-        int r;
-
-        r = sd_bus_add_fallback_vtable(m->bus, NULL, DOMAIN_PATH_PREFIX, DOMAIN_INTERFACE, domain_vtable,
-                                       domain_object_find, m);
-        if (r < 0)
-                return log_error_errno(r, "Failed to register the reset domain objects: %m");
-        r = sd_bus_add_node_enumerator(m->bus, NULL, DOMAIN_PATH_PREFIX, domain_node_enumerator, m);
-        if (r < 0)
-                return log_error_errno(r, "Failed to register the reset domain enumerator: %m");
-        return 0;
+        return bus_add_object_tree(m->bus, DOMAIN_PATH_PREFIX, DOMAIN_INTERFACE, domain_vtable, domain_object_find,
+                                   domain_node_enumerator, m, "reset domain");
 }
 
 int domain_object_publish(Manager *m, ResetDomain *dom, bool silent) {
