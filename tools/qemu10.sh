@@ -25,7 +25,9 @@
 # Cache: ${HOTRESETD_VM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/hotresetd}/
 #   qemu10-<version>/     the unpacked tree (DIR) and .complete, written last
 #   qemu10-apt/           the private apt configuration, lists and archives
-# Not below /tmp: the VM tier's guest covers /tmp with its own tmpfs. A
+# Best not below /tmp: the VM tier's guest covers /tmp with its own tmpfs
+# (run-vm.py binds the directory back there) and /tmp may not last. Never
+# below /run, /proc, /sys or /dev, which the guest mounts anew. A
 # present and complete DIR (.complete names the version and the packages,
 # and the binary answers --version) is used as it is, without network.
 # A lock in the cache directory serializes concurrent callers.
@@ -85,7 +87,7 @@ if [ "${1:-}" = --path ]; then
 fi
 
 case "$dir" in
-    /tmp/*|/run/*) die "the cache $dir is below /tmp or /run, which the VM tier's guest covers with its own tmpfs; set HOTRESETD_VM_CACHE" ;;
+    /run/*|/proc/*|/sys/*|/dev/*) die "the cache $dir is below ${dir:0:5}, which the VM tier's guest mounts anew; set HOTRESETD_VM_CACHE" ;;
 esac
 
 if complete; then
