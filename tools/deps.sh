@@ -8,6 +8,11 @@ PACKAGES=(
     # build
     meson ninja-build gcc libc6-dev pkg-config
     libsystemd-dev libudev-dev libjson-c-dev libinih-dev
+    # the man pages (scdoc sources); bash-completion: its completionsdir
+    # (pkg-config) and the completion test's bash_completion
+    scdoc bash-completion
+    # the Debian package (tools/build-deb.sh, run by tools/run-tests.sh)
+    debhelper lintian
     # run and test: a private system bus, busctl/dbus-send callers, polkit,
     # setpriv/unshare for unprivileged callers and private mounts
     dbus dbus-daemon dbus-bin systemd polkitd python3 python3-dbus util-linux
