@@ -264,6 +264,11 @@ static int verdict_of(AuthQuery *q, sd_bus_error *error) {
         }
 }
 
+bool auth_query_pending(Manager *m, sd_bus_message *msg) {
+        AuthQuery *q = auth_query_find(m, msg);
+        return q && q->verdict == AUTH_PENDING;
+}
+
 int auth_verify_async(Manager *m, sd_bus_message *msg, const char *action, const char **details, sd_bus_error *error) {
         _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *call = NULL;

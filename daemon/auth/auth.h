@@ -4,6 +4,7 @@
  * CheckAuthorization over sd-bus). Shaped after systemd's bus-polkit.c. */
 #pragma once
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <systemd/sd-bus.h>
 
@@ -44,3 +45,7 @@ void auth_queries_free(Manager *m);
 
 /* AUTH_TIMEOUT_USEC_DEFAULT, or HOTRESETD_POLKIT_TIMEOUT_SEC when set and valid. */
 uint64_t auth_timeout_from_environment(void);
+
+/* Whether polkit is still being asked about msg (its handler will run
+ * again when the answer comes). */
+bool auth_query_pending(Manager *m, sd_bus_message *msg);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 
 #include "access.h"
+#include "audit.h"
 #include "bus-util.h"
 #include "context-dbus.h"
 #include "context.h"
@@ -530,6 +531,17 @@ static int property_get_devices(sd_bus *bus, const char *path, const char *inter
         return sd_bus_message_close_container(reply);
 }
 
+/* Every call that changes a lease is audited (audit.h). */
+AUDITED_CONTEXT_METHOD(method_attach_device)
+AUDITED_CONTEXT_METHOD(method_detach_device)
+AUDITED_CONTEXT_METHOD(method_open_device)
+AUDITED_CONTEXT_METHOD(method_reopen_device)
+AUDITED_CONTEXT_METHOD(method_open_iommufd)
+AUDITED_CONTEXT_METHOD(method_hot_reset)
+AUDITED_CONTEXT_METHOD(method_reset_device)
+AUDITED_CONTEXT_METHOD(method_adopt)
+AUDITED_CONTEXT_METHOD(method_release)
+
 static const sd_bus_vtable context_vtable[] = {
         SD_BUS_VTABLE_START(0),
         SD_BUS_PROPERTY("Owner", "s", property_get_owner, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
@@ -543,27 +555,27 @@ static const sd_bus_vtable context_vtable[] = {
         SD_BUS_METHOD_WITH_ARGS("AttachDevice",
                                 SD_BUS_ARGS("s", address, "a{sv}", options),
                                 SD_BUS_RESULT("u", devid),
-                                method_attach_device,
+                                method_attach_device_audited,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("DetachDevice",
                                 SD_BUS_ARGS("s", address),
                                 SD_BUS_NO_RESULT,
-                                method_detach_device,
+                                method_detach_device_audited,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("OpenDevice",
                                 SD_BUS_ARGS("s", address),
                                 SD_BUS_RESULT("h", fd),
-                                method_open_device,
+                                method_open_device_audited,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("ReopenDevice",
                                 SD_BUS_ARGS("s", address),
                                 SD_BUS_RESULT("h", fd),
-                                method_reopen_device,
+                                method_reopen_device_audited,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("OpenIommufd",
                                 SD_BUS_NO_ARGS,
                                 SD_BUS_RESULT("h", fd),
-                                method_open_iommufd,
+                                method_open_iommufd_audited,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("GetHotResetInfo",
                                 SD_BUS_ARGS("s", address),
@@ -573,22 +585,22 @@ static const sd_bus_vtable context_vtable[] = {
         SD_BUS_METHOD_WITH_ARGS("HotReset",
                                 SD_BUS_ARGS("s", address),
                                 SD_BUS_RESULT("as", affected),
-                                method_hot_reset,
+                                method_hot_reset_audited,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("ResetDevice",
                                 SD_BUS_ARGS("s", address),
                                 SD_BUS_NO_RESULT,
-                                method_reset_device,
+                                method_reset_device_audited,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("Adopt",
                                 SD_BUS_NO_ARGS,
                                 SD_BUS_NO_RESULT,
-                                method_adopt,
+                                method_adopt_audited,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("Release",
                                 SD_BUS_NO_ARGS,
                                 SD_BUS_NO_RESULT,
-                                method_release,
+                                method_release_audited,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_SIGNAL_WITH_ARGS("DeviceRemoved",
                                 SD_BUS_ARGS("s", address, "s", reason),

@@ -8,6 +8,7 @@
 #include <malloc.h>
 
 #include "access.h"
+#include "audit.h"
 #include "bus-util.h"
 #include "config.h"
 #include "context-dbus.h"
@@ -174,6 +175,7 @@ static int on_name_owner_changed(sd_bus_message *msg, void *userdata, sd_bus_err
 
         if (sd_bus_message_read(msg, "sss", &name, &old_owner, &new_owner) < 0 || (new_owner && *new_owner))
                 return 0;
+        audit_forget_caller(name);
         manager_owner_gone(m, name);
         return 0;
 }
@@ -515,6 +517,11 @@ static int property_get_unleased_hot_reset(sd_bus *bus, const char *path, const 
         return sd_bus_message_append(reply, "b", m->policy ? m->policy->unleased_hot_reset : true);
 }
 
+/* Every call that changes state is audited (audit.h). */
+AUDITED_MANAGER_METHOD(method_create_context)
+AUDITED_MANAGER_METHOD(method_hot_reset)
+AUDITED_MANAGER_METHOD(access_method_reload)
+
 static const sd_bus_vtable manager_vtable[] = {
         SD_BUS_VTABLE_START(0),
         SD_BUS_PROPERTY("Version", "s", property_get_version, 0, SD_BUS_VTABLE_PROPERTY_CONST),
@@ -542,17 +549,17 @@ static const sd_bus_vtable manager_vtable[] = {
         SD_BUS_METHOD_WITH_ARGS("CreateContext",
                                 SD_BUS_ARGS("a{sv}", options),
                                 SD_BUS_RESULT("o", context),
-                                method_create_context,
+                                method_create_context_audited,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("HotReset",
                                 SD_BUS_ARGS("s", address, "a{sv}", options),
                                 SD_BUS_RESULT("as", affected),
-                                method_hot_reset,
+                                method_hot_reset_audited,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("Reload",
                                 SD_BUS_NO_ARGS,
                                 SD_BUS_NO_RESULT,
-                                access_method_reload,
+                                access_method_reload_audited,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_SIGNAL_WITH_ARGS("HotResetDone",
                                 SD_BUS_ARGS("s", address, "as", affected, "t", duration_usec, "s", result),

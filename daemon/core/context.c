@@ -196,8 +196,17 @@ void context_release(Context *c, const char *why) {
         if (c->released)
                 return;
 
-        log_info("Releasing %s (owner %s, uid %u, %zu devices): %s.", c->path, c->owner, (unsigned) c->owner_uid,
-                 c->n_devices, why);
+        {
+                char fc[160], fo[160], fu[48], fr[200];
+                snprintf(fc, sizeof fc, "HOTRESETD_CONTEXT=%s", c->path);
+                snprintf(fo, sizeof fo, "HOTRESETD_OWNER=%s", c->owner);
+                snprintf(fu, sizeof fu, "HOTRESETD_OWNER_UID=%u", (unsigned) c->owner_uid);
+                snprintf(fr, sizeof fr, "HOTRESETD_REASON=%s", why);
+                const char *fields[] = { fc, fo, fu, fr, NULL };
+                log_struct(LOG_INFO, LOG_MESSAGE_ID_LEASE_RELEASED, fields,
+                           "Releasing %s (owner %s, uid %u, %zu devices): %s.", c->path, c->owner,
+                           (unsigned) c->owner_uid, c->n_devices, why);
+        }
 
         /* Announce while the object still resolves, then forget it. */
         if (m->hooks.context_removed)

@@ -4,6 +4,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include <sys/uio.h>
+#include <systemd/sd-journal.h>
+
 #include "log.h"
 
 static int max_level = LOG_INFO;
@@ -52,4 +55,40 @@ int log_internal(int level, int error, const char *fmt, ...) {
         }
         errno = e;
         return -e;
+}
+
+void log_struct(int level, const char *message_id, const char *const *fields, const char *fmt, ...) {
+        char raw[2048], message[4096];
+        va_list ap;
+
+        if (level > max_level)
+                return;
+        va_start(ap, fmt);
+        vsnprintf(raw, sizeof raw, fmt, ap);
+        va_end(ap);
+        escape_controls(raw, message, sizeof message);
+
+        if (getenv("JOURNAL_STREAM")) {
+                size_t n = 0;
+                for (size_t i = 0; fields && fields[i]; i++)
+                        n++;
+                struct iovec iov[n + 3];
+                char msg_field[sizeof message + 8], prio[16], id[48], escaped[n ? n : 1][1024];
+                snprintf(msg_field, sizeof msg_field, "MESSAGE=%s", message);
+                snprintf(prio, sizeof prio, "PRIORITY=%d", level);
+                snprintf(id, sizeof id, "MESSAGE_ID=%s", message_id);
+                iov[0] = (struct iovec) { msg_field, strlen(msg_field) };
+                iov[1] = (struct iovec) { prio, strlen(prio) };
+                iov[2] = (struct iovec) { id, strlen(id) };
+                for (size_t i = 0; i < n; i++) {
+                        escape_controls(fields[i], escaped[i], sizeof escaped[i]);
+                        iov[3 + i] = (struct iovec) { escaped[i], strlen(escaped[i]) };
+                }
+                if (sd_journal_sendv(iov, (int) (n + 3)) >= 0)
+                        return;
+        }
+        if (getenv("JOURNAL_STREAM"))
+                fprintf(stderr, "<%d>%s\n", level, message);
+        else
+                fprintf(stderr, "%s\n", message);
 }

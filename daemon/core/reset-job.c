@@ -141,14 +141,23 @@ static void job_finish(ResetJob *j, const sd_bus_error *error, uint64_t duration
         char addr[PCI_ADDRESS_STRING_MAX];
 
         pci_address_format(&j->target, addr);
+        _cleanup_free_ char *list = strv_join(j->affected, ", ");
+        char fd[48], fc[160], fa[2048], fr[200], fs[160];
+        snprintf(fd, sizeof fd, "HOTRESETD_DEVICE=%s", addr);
+        snprintf(fc, sizeof fc, "HOTRESETD_CONTEXT=%s", j->context->path);
+        snprintf(fa, sizeof fa, "HOTRESETD_AFFECTED=%s", strempty(list));
+        snprintf(fr, sizeof fr, "HOTRESETD_RESULT=%s", error ? error->name : "success");
+        snprintf(fs, sizeof fs, "HOTRESETD_CALLER=%s", j->request ? strempty(sd_bus_message_get_sender(j->request)) : "");
+        const char *fields[] = { fd, fc, fa, fr, fs, NULL };
         if (error) {
-                log_warning("Hot reset of %s through %s failed: %s", addr, j->context->path, error->message);
+                log_struct(LOG_WARNING, j->running ? LOG_MESSAGE_ID_RESET_DONE : LOG_MESSAGE_ID_RESET_REFUSED, fields,
+                           "Hot reset of %s through %s failed: %s", addr, j->context->path, error->message);
                 if (j->request)
                         (void) sd_bus_reply_method_error(j->request, error);
         } else {
-                _cleanup_free_ char *list = strv_join(j->affected, ", ");
-                log_info("Hot reset of %s through %s done in %" PRIu64 " us: reset %s.", addr, j->context->path,
-                         duration, strempty(list));
+                log_struct(LOG_INFO, LOG_MESSAGE_ID_RESET_DONE, fields,
+                           "Hot reset of %s through %s done in %" PRIu64 " us: reset %s.", addr, j->context->path,
+                           duration, strempty(list));
                 if (j->request) {
                         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
                         if (sd_bus_message_new_method_return(j->request, &reply) >= 0 &&
@@ -355,6 +364,13 @@ int reset_job_submit(Manager *m, Context *c, sd_bus_message *request, const Cont
 
         jobs_start_ready(m);
         return 0;
+}
+
+bool reset_job_pending(Manager *m, sd_bus_message *request) {
+        for (ResetJob *j = m->jobs; j; j = j->next)
+                if (j->request == request)
+                        return true;
+        return false;
 }
 
 void reset_jobs_free(Manager *m) {

@@ -18,5 +18,8 @@ typedef struct Manager Manager;
 int reset_job_submit(Manager *m, Context *c, sd_bus_message *request, const ContextDevice *d, char **affected,
                      const int *group_fds, size_t n_group_fds, bool release_after);
 
+/* Whether a reset answers request later (queued or running). */
+bool reset_job_pending(Manager *m, sd_bus_message *request);
+
 /* Waits for resets in flight and drops queued ones (shutdown). */
 void reset_jobs_free(Manager *m);

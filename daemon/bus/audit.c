@@ -1,0 +1,206 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <systemd/sd-login.h>
+
+#include "audit.h"
+#include "auth.h"
+#include "log.h"
+#include "reset-job.h"
+#include "util.h"
+
+#define FIELD_MAX 320
+
+/* The first argument, when it is a PCI address: the device of the call. */
+static bool call_device(sd_bus_message *msg, char ret[static PCI_ADDRESS_STRING_MAX]) {
+        const char *s;
+        PciAddress a;
+        char type;
+
+        if (sd_bus_message_rewind(msg, true) < 0 || sd_bus_message_peek_type(msg, &type, NULL) <= 0 || type != 's' ||
+            sd_bus_message_read_basic(msg, 's', &s) < 0 || pci_address_parse(s, &a) < 0)
+                return false;
+        pci_address_format(&a, ret);
+        return true;
+}
+
+static const char *kind_of(const char *member, bool refused, const sd_bus_error *error) {
+        if (refused) {
+                if (sd_bus_error_has_names(error, SD_BUS_ERROR_ACCESS_DENIED,
+                                           SD_BUS_ERROR_INTERACTIVE_AUTHORIZATION_REQUIRED))
+                        return LOG_MESSAGE_ID_AUTH_REFUSED;
+                if (streq(member, "HotReset") || streq(member, "ResetDevice"))
+                        return LOG_MESSAGE_ID_RESET_REFUSED;
+                return LOG_MESSAGE_ID_CALL_REFUSED;
+        }
+        if (streq(member, "CreateContext"))
+                return LOG_MESSAGE_ID_LEASE_CREATED;
+        if (streq(member, "AttachDevice"))
+                return LOG_MESSAGE_ID_DEVICE_ATTACHED;
+        /* Release: the lease's end is logged once, by the core
+         * (LEASE_RELEASED, whatever ended it); the call is a CALL_DONE. */
+        if (streq(member, "Reload"))
+                return LOG_MESSAGE_ID_POLICY_RELOADED;
+        if (streq(member, "ResetDevice"))
+                return LOG_MESSAGE_ID_RESET_DONE;
+        return LOG_MESSAGE_ID_CALL_DONE;
+}
+
+typedef struct Caller {
+        uid_t uid;
+        pid_t pid;
+        char comm[32];
+        char *unit;
+} Caller;
+
+/* A unique bus name never changes hands: what the bus said of one stays
+ * true while it exists, so a caller making many calls costs one question
+ * to the bus, not one per call. Forgotten when the name goes. */
+#define CALLER_CACHE_SIZE 128
+static struct {
+        char name[64];
+        uid_t uid;
+        pid_t pid;
+} caller_cache[CALLER_CACHE_SIZE];
+static unsigned caller_cache_next;
+
+void audit_forget_caller(const char *name) {
+        for (unsigned i = 0; i < CALLER_CACHE_SIZE; i++)
+                if (streq(caller_cache[i].name, name))
+                        caller_cache[i].name[0] = 0;
+}
+
+static int caller_ids(sd_bus_message *msg, uid_t *ret_uid, pid_t *ret_pid) {
+        _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
+        const char *name = sd_bus_message_get_sender(msg);
+
+        if (!name)
+                return -ENXIO;
+        for (unsigned i = 0; i < CALLER_CACHE_SIZE; i++)
+                if (streq(caller_cache[i].name, name)) {
+                        *ret_uid = caller_cache[i].uid;
+                        *ret_pid = caller_cache[i].pid;
+                        return 0;
+                }
+        int r = sd_bus_query_sender_creds(msg, SD_BUS_CREDS_EUID | SD_BUS_CREDS_PID, &creds);
+        if (r < 0)
+                return r;
+        if (sd_bus_creds_get_euid(creds, ret_uid) < 0 || sd_bus_creds_get_pid(creds, ret_pid) < 0)
+                return -ENODATA;
+        if (strlen(name) < sizeof caller_cache[0].name) {
+                unsigned i = caller_cache_next++ % CALLER_CACHE_SIZE;
+                snprintf(caller_cache[i].name, sizeof caller_cache[i].name, "%s", name);
+                caller_cache[i].uid = *ret_uid;
+                caller_cache[i].pid = *ret_pid;
+        }
+        return 0;
+}
+
+/* Read before the call runs: a caller that has its answer may be gone
+ * from /proc. uid and pid are the bus's word; the command and the unit
+ * come from /proc, for the log only. */
+static void caller_read(sd_bus_message *msg, Caller *ret) {
+        *ret = (Caller) { .uid = (uid_t) -1 };
+        if (caller_ids(msg, &ret->uid, &ret->pid) < 0) {
+                ret->uid = (uid_t) -1;
+                ret->pid = 0;
+                return;
+        }
+        if (ret->pid <= 0)
+                return;
+        char path[64];
+        snprintf(path, sizeof path, "/proc/%d/comm", (int) ret->pid);
+        _cleanup_(fclosep) FILE *f = fopen(path, "re");
+        if (f && fgets(ret->comm, sizeof ret->comm, f))
+                ret->comm[strcspn(ret->comm, "\n")] = 0;
+        (void) sd_pid_get_unit(ret->pid, &ret->unit);
+}
+
+static void audit_log(sd_bus_message *msg, Manager *m, const char *context, const Caller *who, int r,
+                      const sd_bus_error *error) {
+        const char *member = strempty(sd_bus_message_get_member(msg)), *sender = sd_bus_message_get_sender(msg);
+        const char *comm = *who->comm ? who->comm : NULL, *unit = who->unit;
+        char device[PCI_ADDRESS_STRING_MAX], created[96];
+        char f[10][FIELD_MAX];
+        const char *fields[11];
+        size_t n = 0;
+        uid_t uid = who->uid;
+        pid_t pid = who->pid;
+        bool refused = r < 0 || sd_bus_error_is_set(error);
+        bool has_device = call_device(msg, device);
+
+        if (!refused && streq(member, "CreateContext")) {
+                snprintf(created, sizeof created, CONTEXT_PATH_PREFIX "/%" PRIu64, m->next_context_id);
+                context = created;
+        }
+        const char *result = refused ? (error && error->name ? error->name : "errno") : "success";
+
+        snprintf(f[n], FIELD_MAX, "HOTRESETD_METHOD=%s.%s", strempty(sd_bus_message_get_interface(msg)), member);
+        fields[n] = f[n], n++;
+        snprintf(f[n], FIELD_MAX, "HOTRESETD_RESULT=%s", result);
+        fields[n] = f[n], n++;
+        if (has_device) {
+                snprintf(f[n], FIELD_MAX, "HOTRESETD_DEVICE=%s", device);
+                fields[n] = f[n], n++;
+        }
+        if (context && *context) {
+                snprintf(f[n], FIELD_MAX, "HOTRESETD_CONTEXT=%s", context);
+                fields[n] = f[n], n++;
+        }
+        snprintf(f[n], FIELD_MAX, "HOTRESETD_CALLER=%s", strempty(sender));
+        fields[n] = f[n], n++;
+        if (uid != (uid_t) -1) {
+                snprintf(f[n], FIELD_MAX, "HOTRESETD_CALLER_UID=%u", (unsigned) uid);
+                fields[n] = f[n], n++;
+        }
+        if (pid > 0) {
+                snprintf(f[n], FIELD_MAX, "HOTRESETD_CALLER_PID=%d", (int) pid);
+                fields[n] = f[n], n++;
+        }
+        if (comm) {
+                snprintf(f[n], FIELD_MAX, "HOTRESETD_CALLER_COMM=%s", comm);
+                fields[n] = f[n], n++;
+        }
+        if (unit) {
+                snprintf(f[n], FIELD_MAX, "HOTRESETD_CALLER_UNIT=%s", unit);
+                fields[n] = f[n], n++;
+        }
+        fields[n] = NULL;
+
+        char caller[160];
+        snprintf(caller, sizeof caller, "%s (uid %d, pid %d%s%s)", strempty(sender), uid == (uid_t) -1 ? -1 : (int) uid,
+                 (int) pid, comm ? ", " : "", strempty(comm));
+        if (refused)
+                log_struct(LOG_NOTICE, kind_of(member, true, error), fields, "%s%s%s%s%s by %s refused: %s", member,
+                           has_device ? " of " : "", has_device ? device : "", context && *context ? " on " : "",
+                           strempty(context), caller,
+                           error && error->message ? error->message : strerror(r < 0 ? -r : EIO));
+        else
+                log_struct(LOG_INFO, kind_of(member, false, error), fields, "%s%s%s%s%s by %s: done.", member,
+                           has_device ? " of " : "", has_device ? device : "", context && *context ? " on " : "",
+                           strempty(context), caller);
+}
+
+int audit_call(sd_bus_message *msg, Manager *m, Context *c, sd_bus_message_handler_t handler, void *userdata,
+               sd_bus_error *error) {
+        char context[128] = "";
+        Caller who;
+
+        /* Read now: Release frees the context. */
+        if (c)
+                snprintf(context, sizeof context, "%s", c->path);
+        caller_read(msg, &who);
+        int r = handler(msg, userdata, error);
+        bool refused = r < 0 || sd_bus_error_is_set(error);
+        /* Decided later: polkit's answer brings the call back here; a hot
+         * reset's job logs its end. */
+        if (!refused && (auth_query_pending(m, msg) || reset_job_pending(m, msg))) {
+                free(who.unit);
+                return r;
+        }
+        audit_log(msg, m, context, &who, r, error);
+        free(who.unit);
+        return r;
+}
