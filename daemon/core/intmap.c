@@ -22,8 +22,7 @@ void *intmap_get(const IntMap *m, uint64_t key) {
         }
 }
 
-static int grow(IntMap *m) {
-        size_t capacity = m->capacity ? m->capacity * 2 : 16;
+static int resize(IntMap *m, size_t capacity) {
         uint64_t *keys = calloc(capacity, sizeof(uint64_t));
         void **values = calloc(capacity, sizeof(void *));
 
@@ -50,9 +49,11 @@ static int grow(IntMap *m) {
 }
 
 int intmap_put(IntMap *m, uint64_t key, void *value) {
-        /* At most half full, so probe sequences stay short. */
-        if ((m->n + 1) * 2 > m->capacity) {
-                int r = grow(m);
+        /* At most three quarters full, so probe sequences stay short; a map
+         * of every IOMMU group of a 16384-function machine then has room
+         * for a burst of a thousand more without doubling. */
+        if ((m->n + 1) * 4 > m->capacity * 3) {
+                int r = resize(m, m->capacity ? m->capacity * 2 : 16);
                 if (r < 0)
                         return r;
         }
@@ -77,6 +78,7 @@ void *intmap_remove(IntMap *m, uint64_t key) {
         void *value = m->values[i];
         m->values[i] = NULL;
         m->n--;
+        bool shrink = m->capacity > 64 && m->n * 8 < m->capacity;
 
         /* Backward shift: move later entries of the probe run into the hole
          * when their home slot is at or before it, so lookups never stop
@@ -91,6 +93,10 @@ void *intmap_remove(IntMap *m, uint64_t key) {
                 m->values[j] = NULL;
                 i = j;
         }
+        /* Down to an eighth full (most of a machine went): give the room
+         * back. A failure to shrink changes nothing. */
+        if (shrink)
+                (void) resize(m, m->capacity / 4);
         return value;
 }
 

@@ -220,11 +220,14 @@ class ContextTests:
         self.assertEqual(self.ctx_devices(ctx_b), [NVME])
 
     def test_detach(self):
-        rec, _ = self.record()
+        rec, start = self.record()
         c = self.client()
         ctx = c.create_context()
         c.attach(ctx, NVME)
         c.attach(ctx, FN0)
+        # Changes are published once per batch: an attach and a detach in
+        # one batch may signal nothing. Let the attach be published first.
+        rec.wait_properties(device_path(NVME), DEVICE_IFACE, {'Context': ctx}, start)
         mark = rec.mark()
         self.assertEqual(c.call(ctx, CONTEXT_IFACE, 'DetachDevice', 's', NVME), [])
         rec.wait_properties(ctx, CONTEXT_IFACE, {'Devices': [FN0]}, mark)
