@@ -12,7 +12,7 @@ PACKAGES=(
     # (pkg-config) and the completion test's bash_completion
     scdoc bash-completion
     # the Debian package (tools/build-deb.sh, run by tools/run-tests.sh)
-    debhelper lintian
+    debhelper lintian build-essential
     # run and test: a private system bus, busctl/dbus-send callers, polkit,
     # setpriv/unshare for unprivileged callers and private mounts
     dbus dbus-daemon dbus-bin systemd polkitd python3 python3-dbus util-linux
