@@ -594,7 +594,14 @@ int context_reopen_device(Context *c, ContextDevice *cd, sd_bus_error *error) {
 
         /* The old file stays bound while any copy of it is open: a new VMM
          * could not bind the fresh one (EINVAL). */
+        pid = 0;
         r = file_find_other_holder(cd->fd, &pid, comm);
+        if (r < 0 && pid > 0)
+                return sd_bus_error_setf(error, BUS_ERROR_IN_USE,
+                                         "%s: cannot tell whether process %d (%s) still holds a copy of its file (%s: "
+                                         "the daemon may not look into it); refusing to reopen rather than hand out "
+                                         "a file no VMM could bind.",
+                                         addr, (int) pid, comm, strerror(-r));
         if (r < 0)
                 return bus_error_kernel(error, r, "%s: cannot tell who else holds its file: %s", addr, strerror(-r));
         if (r > 0)

@@ -34,7 +34,9 @@ static int pid_holds(pid_t self, pid_t pid, int fd, const char *target) {
         snprintf(path, sizeof path, "/proc/%d/fd", (int) pid);
         int dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (dfd < 0)
-                return 0; /* gone, or not ours to look at */
+                /* Gone meanwhile: holds nothing. Not ours to look at: we
+                 * cannot tell, and must not answer "nobody". */
+                return errno == ENOENT || errno == ESRCH ? 0 : -errno;
         _cleanup_(closedirp) DIR *d = fdopendir(dfd);
         if (!d) {
                 close(dfd);
@@ -52,8 +54,11 @@ static int pid_holds(pid_t self, pid_t pid, int fd, const char *target) {
                 link[k] = 0;
                 if (!streq(link, target))
                         continue;
-                if (syscall(SYS_kcmp, self, pid, KCMP_FILE, fd, n) == 0)
+                long same = syscall(SYS_kcmp, self, pid, KCMP_FILE, fd, n);
+                if (same == 0)
                         return 1;
+                if (same < 0 && errno != ESRCH && errno != EBADF)
+                        return -errno; /* EPERM: cannot compare, cannot tell */
         }
         return 0;
 }
@@ -76,10 +81,11 @@ int file_find_other_holder(int fd, pid_t *ret_pid, char ret_comm[static FILE_HOL
                 long pid = strtol(de->d_name, &end, 10);
                 if (*end || pid <= 0 || pid == self)
                         continue;
-                if (pid_holds(self, (pid_t) pid, fd, target) > 0) {
+                int r = pid_holds(self, (pid_t) pid, fd, target);
+                if (r != 0) {
                         *ret_pid = (pid_t) pid;
                         read_comm((pid_t) pid, ret_comm);
-                        return 1;
+                        return r; /* 1: it holds a copy; < 0: cannot tell for this process */
                 }
         }
         return 0;

@@ -13,5 +13,7 @@
 #define FILE_HOLDER_COMM_MAX 16
 
 /* 1 and the pid and command name of a process other than this one holding
- * the same open file as fd; 0 if there is none; < 0 on error. */
+ * the same open file as fd; 0 if there is none; < 0 when it cannot tell:
+ * then *ret_pid names the process it could not look into (-EACCES, -EPERM)
+ * or is 0. */
 int file_find_other_holder(int fd, pid_t *ret_pid, char ret_comm[static FILE_HOLDER_COMM_MAX]);
