@@ -99,3 +99,27 @@ int bus_add_object_tree(sd_bus *bus, const char *prefix, const char *interface, 
                 return log_error_errno(r, "Failed to register the %s enumerator: %m", what);
         return 0;
 }
+
+int bus_publish_object(sd_bus *bus, const char *path, const char *interface, bool *announced, const char **changed,
+                       size_t n_changed, bool silent) {
+        int r;
+
+        if (!*announced) {
+                /* A new object is announced with its settled state, not
+                 * signalled as changes. */
+                *announced = true;
+                if (silent || !bus)
+                        return 0;
+                r = sd_bus_emit_object_added(bus, path);
+                if (r < 0)
+                        log_warning_errno(r, "Failed to announce %s: %m", path);
+                return 0;
+        }
+        if (n_changed == 0 || silent || !bus)
+                return 0;
+        changed[n_changed] = NULL;
+        r = sd_bus_emit_properties_changed_strv(bus, path, interface, (char **) changed);
+        if (r < 0)
+                log_warning_errno(r, "Failed to signal changes of %s: %m", path);
+        return 0;
+}

@@ -32,3 +32,10 @@ int bus_read_options(sd_bus_message *msg, const OptionSpec *specs, size_t n_spec
 int bus_add_object_tree(sd_bus *bus, const char *prefix, const char *interface, const sd_bus_vtable *vtable,
                         sd_bus_object_find_t find, sd_bus_node_enumerator_t enumerator, void *userdata,
                         const char *what);
+
+/* The end of a publish pass for one object: InterfacesAdded the first time
+ * (*announced is set), PropertiesChanged naming changed[0..n_changed)
+ * after (changed must have room for a terminating NULL); nothing when
+ * silent (the state before anyone listened) or without a bus. */
+int bus_publish_object(sd_bus *bus, const char *path, const char *interface, bool *announced, const char **changed,
+                       size_t n_changed, bool silent);

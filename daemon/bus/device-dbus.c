@@ -391,7 +391,6 @@ int device_object_publish(Manager *m, PciDevice *d, bool silent) {
         DeviceObject *o = d->userdata;
         const char *changed[16];
         size_t n = 0;
-        int r;
 
         if (!o) {
                 o = calloc(1, sizeof(DeviceObject));
@@ -442,24 +441,9 @@ int device_object_publish(Manager *m, PciDevice *d, bool silent) {
         o->possible = possible;
         o->holder_id = holder_id;
 
+        /* A new device is announced with its settled state (udev's add,
+         * bind and change of one batch land together). */
         char path[DEVICE_PATH_MAX];
-        device_object_path(&d->info.address, path);
-        if (!o->announced) {
-                /* A new device is announced with its settled state (udev's
-                 * add, bind and change of one batch land together). */
-                o->announced = true;
-                if (silent || !m->bus)
-                        return 0;
-                r = sd_bus_emit_object_added(m->bus, path);
-                if (r < 0)
-                        log_warning_errno(r, "Failed to announce %s: %m", path);
-                return 0;
-        }
-        if (n == 0 || silent || !m->bus)
-                return 0;
-        changed[n] = NULL;
-        r = sd_bus_emit_properties_changed_strv(m->bus, path, DEVICE_INTERFACE, (char **) changed);
-        if (r < 0)
-                log_warning_errno(r, "Failed to signal changes of %s: %m", path);
-        return 0;
+        return bus_publish_object(m->bus, device_object_path(&d->info.address, path), DEVICE_INTERFACE, &o->announced,
+                                  changed, n, silent);
 }

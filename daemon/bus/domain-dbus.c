@@ -220,7 +220,6 @@ int domain_object_publish(Manager *m, ResetDomain *dom, bool silent) {
         DomainObject *o = dom->userdata;
         const char *changed[8];
         size_t n = 0;
-        int r;
 
         if (!o) {
                 o = calloc(1, sizeof(DomainObject));
@@ -272,23 +271,8 @@ int domain_object_publish(Manager *m, ResetDomain *dom, bool silent) {
         o->holders_hash = holders_hash;
 
         char path[DOMAIN_PATH_MAX];
-        domain_object_path(dom, path);
-        if (!o->announced) {
-                o->announced = true;
-                if (silent || !m->bus)
-                        return 0;
-                r = sd_bus_emit_object_added(m->bus, path);
-                if (r < 0)
-                        log_warning_errno(r, "Failed to announce %s: %m", path);
-                return 0;
-        }
-        if (n == 0 || silent || !m->bus)
-                return 0;
-        changed[n] = NULL;
-        r = sd_bus_emit_properties_changed_strv(m->bus, path, DOMAIN_INTERFACE, (char **) changed);
-        if (r < 0)
-                log_warning_errno(r, "Failed to signal changes of %s: %m", path);
-        return 0;
+        return bus_publish_object(m->bus, domain_object_path(dom, path), DOMAIN_INTERFACE, &o->announced, changed, n,
+                                  silent);
 }
 
 void domain_object_removed(Manager *m, ResetDomain *dom) {
