@@ -203,6 +203,10 @@ static int on_deliver(sd_event_source *source, void *userdata) {
         if (s->pending_head < s->n_pending)
                 return 0; /* more on the next turn, after the bus */
         s->n_pending = s->pending_head = 0;
+        /* A burst's queue is not kept for the next one. */
+        free(s->pending);
+        s->pending = NULL;
+        s->allocated_pending = 0;
         (void) sd_event_source_set_enabled(source, SD_EVENT_OFF);
         /* The update is through once its last event is. */
         s->n_updates++;
