@@ -918,12 +918,19 @@ class Report:
             v = self.r.results[size].get('burst')
             if v is None:
                 continue
-            desc = 'RSS after 1024 VFs added and removed within 10 % of before'
+            # The issue's wording: "RSS ≤ 4 MiB + 1 KiB per function at every
+            # size, and within 10% of that again after a burst is added and
+            # removed"; the growth over the RSS before the burst is shown
+            # too, as a stricter reading.
+            desc = 'RSS after 1024 VFs added and removed ≤ 1.1 × (4 MiB + 1 KiB per function)'
+            strict = 'RSS after 1024 VFs added and removed within 10 % of before (stricter reading)'
             if not ok(v):
                 rows.append((desc, size, self.failure(size, 'burst'), 'failed'))
                 continue
             a, b = v['rss_before_kib'], v['rss_after_kib']
-            rows.append((desc, size, f'{fmt_kib(a)} → {fmt_kib(b)} ({(b - a) / a * 100:+.1f} %)',
+            budget = 1.1 * (4096 + size)
+            rows.append((desc, size, f'{fmt_kib(b)} (budget {fmt_kib(budget)})', 'met' if b <= budget else 'NOT met'))
+            rows.append((strict, size, f'{fmt_kib(a)} → {fmt_kib(b)} ({(b - a) / a * 100:+.1f} %)',
                          'met' if abs(b - a) <= 0.1 * a else 'NOT met'))
         return rows
 
