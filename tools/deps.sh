@@ -22,6 +22,9 @@ PACKAGES=(
     # from bookworm-backports into a cache with a private apt configuration
     # (tools/qemu10.sh), which checks it against Debian's archive keyring
     qemu-system-x86 debian-archive-keyring
+    # vm-udev: the guest (the host's root) runs systemd-udevd, and python3-dbus
+    # on a GLib main loop for the daemon's signals
+    udev python3-gi
 )
 
 missing=()

@@ -12,7 +12,8 @@ The host compares; nothing is judged here.
 
 The vmm topology instead runs vmm.py's scenarios: the daemon and QEMU 10
 nested here as the VMM on the broker's files (results/NAME.json holds every
-check; the host reports them as TAP).
+check; the host reports them as TAP); the udev topology vmudev.py's:
+systemd-udevd and one daemon across unbind, remove, rescan and bind.
 """
 
 import json
@@ -129,11 +130,12 @@ def main():
 
     bus = hrvm.Bus('/tmp')
     bus.start()
-    if topo.kind == 'vmm':
-        # A nested QEMU 10 on the broker's files (vmm.py), not a comparison.
-        import vmm
+    if topo.kind in ('vmm', 'udev'):
+        # A nested QEMU 10 on the broker's files (vmm.py), or udevd and one
+        # daemon across sysfs changes (vmudev.py): not a comparison.
+        mod = __import__({'vmm': 'vmm', 'udev': 'vmudev'}[topo.kind])
         try:
-            info['scenarios'] = vmm.guest_main(cfg, topo, bus, share, cfg.get('only'))
+            info['scenarios'] = mod.guest_main(cfg, topo, bus, share, cfg.get('only'))
         finally:
             bus.stop()
         with open(os.path.join(share, 'results', 'index.json'), 'w') as f:

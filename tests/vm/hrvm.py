@@ -113,6 +113,7 @@ class Topology:
         self.scenarios = scenarios
         # 'compare': Scenario steps, kernel == daemon == emulated (run-vm.py);
         # 'vmm': VmmScenario, a nested QEMU 10 on the broker's files (vmm.py)
+        # 'udev': VmmScenario, systemd-udevd and one daemon across sysfs changes (vmudev.py)
         self.kind = kind
 
 
@@ -359,7 +360,40 @@ def vmm_topology():
         sc, kind='vmm')
 
 
-TOPOLOGIES = {t.name: t for t in (multifunction_topology(), bridge_topology(), slot_topology(), vmm_topology())}
+def udev_topology():
+    """Devices leave while leased, with systemd-udevd in the guest and one
+    daemon across the scenarios (tests/vm/vmudev.py), on vm-multifunction's
+    machine. The scenarios run in order, each from the previous one's end."""
+    f0, f1 = '0000:01:00.0', '0000:01:00.1'
+    both = {f0: 'vfio-pci', f1: 'vfio-pci'}
+    sc = [
+        VmmScenario('udev-sibling-unbind', 'iommufd', both,
+                    'f0 leased, f1 unbound from vfio-pci: f0 HotResetPossible and the domain\'s Blockers '
+                    'change on the bus, the lease keeps f0; f1 rebound'),
+        VmmScenario('udev-unbind-leased', 'iommufd', both,
+                    'f0 leased, unbound: the write returns, DeviceRemoved(f0, "the device left its vfio '
+                    'driver"), Devices no longer lists f0; rebound and attached again'),
+        VmmScenario('udev-remove-rescan', 'iommufd', both,
+                    'f0 leased, removed through sysfs: DeviceRemoved, InterfacesRemoved; '
+                    '/sys/bus/pci/rescan: InterfacesAdded'),
+        VmmScenario('udev-override-bind', 'iommufd', both,
+                    'f0 bound through driver_override and drivers_probe: Driver vfio-pci, a CdevPath, '
+                    'attachable'),
+    ]
+    return Topology(
+        'udev',
+        'systemd-udevd in the guest, one hotresetd --uapi=iommufd across unbind, remove, rescan and bind: '
+        'a two-function e1000e behind a PCIe root port without hotplug (as vm-multifunction)',
+        root_port('rp1', '0x2', 1, hotplug=False) + [
+            '-device', 'e1000e,bus=rp1,addr=0.0,multifunction=on',
+            '-device', 'e1000e,bus=rp1,addr=0.1',
+        ],
+        {f0: 'e1000e', f1: 'e1000e'},
+        sc, kind='udev')
+
+
+TOPOLOGIES = {t.name: t for t in (multifunction_topology(), bridge_topology(), slot_topology(), vmm_topology(),
+                                  udev_topology())}
 
 
 # ---------------------------------------------------------------------------

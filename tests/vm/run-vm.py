@@ -44,7 +44,7 @@ GUEST_PYTHON = '/usr/bin/python3'
 BOOT_TIMEOUT = 900  # seconds for one boot and all its scenarios (TCG), times HOTRESETD_TEST_TIMEOUT
 
 
-# The vmm topology's output is TAP (one line per scenario; meson runs it
+# The vmm and udev topologies' output is TAP (one line per scenario; meson runs it
 # with protocol 'tap'): everything else is a comment then, a skip is a plan
 # of 0 with SKIP (exit 0) and an early failure a "Bail out!".
 TAP = False
@@ -287,7 +287,7 @@ def main(argv):
     only = None
     if '--list' in argv:
         for sc in topo.scenarios:
-            if topo.kind == 'vmm':
+            if topo.kind in ('vmm', 'udev'):
                 pending = f' [pending: {sc.pending.reason}]' if sc.pending else ''
                 say(f'{sc.name}: {sc.model}, {sc.title}{pending}')
             else:
@@ -295,7 +295,7 @@ def main(argv):
         return 0
     if '--only' in argv:
         only = argv[argv.index('--only') + 1].split(',')
-    if topo.kind == 'vmm':
+    if topo.kind in ('vmm', 'udev'):
         global TAP
         TAP = True
 
@@ -311,6 +311,13 @@ def main(argv):
             fail(f'{tool} is not installed')
     if not os.access(GUEST_PYTHON, os.X_OK):
         fail(f'{GUEST_PYTHON} is missing: the guest runs the host\'s Debian python3')
+    if topo.kind == 'udev':
+        # The guest runs the host's udevd and python3-gi (tools/deps.sh).
+        if not os.access('/lib/systemd/systemd-udevd', os.X_OK) or not shutil.which('udevadm'):
+            fail('/lib/systemd/systemd-udevd or udevadm is missing (Debian: apt-get install udev)')
+        if subprocess.run([GUEST_PYTHON, '-c', 'import gi.repository.GLib, dbus.mainloop.glib'],
+                          capture_output=True).returncode != 0:
+            fail(f'{GUEST_PYTHON} cannot import gi and dbus.mainloop.glib (Debian: python3-gi, python3-dbus)')
     for var in ('HOTRESETD_BIN', 'HOTRESETD_VFIO_PROBE') + (('HOTRESETCTL_BIN',) if topo.kind == 'vmm' else ()):
         if not os.environ.get(var):
             fail(f'{var} is not set (run the tests with `meson test --suite vm`)')
@@ -358,7 +365,7 @@ def main(argv):
     guest_log = read(os.path.join(share, 'guest.log'))
     say(f'boot: QEMU exited {rc} after {seconds:.1f} s; guest status {status or "(none)"}')
 
-    if topo.kind == 'vmm':
+    if topo.kind in ('vmm', 'udev'):
         return report_vmm(topo, share, tmp, console, guest_log, seconds, timed_out, status, rc, only)
 
     failed = False
