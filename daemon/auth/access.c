@@ -116,16 +116,64 @@ int access_method_reload(sd_bus_message *msg, void *userdata, sd_bus_error *erro
 
 /* ---- callers ------------------------------------------------------------- */
 
-int access_caller_uid(sd_bus_message *msg, uid_t *ret) {
+/* A unique bus name never changes hands: what the bus said of one stays
+ * true while it exists. Every state-changing call asks who its caller is
+ * (ownership, limits, the audit log); a caller making many calls costs one
+ * question to the bus, not several per call. Forgotten when the name goes
+ * (access_forget_caller()). */
+#define CALLER_CACHE_SIZE 128
+static struct {
+        char name[64];
+        uid_t uid;
+        pid_t pid;
+} caller_cache[CALLER_CACHE_SIZE];
+static unsigned caller_cache_next;
+
+void access_forget_caller(const char *name) {
+        for (unsigned i = 0; i < CALLER_CACHE_SIZE; i++)
+                if (streq(caller_cache[i].name, name))
+                        caller_cache[i].name[0] = 0;
+}
+
+int access_caller_ids(sd_bus_message *msg, uid_t *ret_uid, pid_t *ret_pid) {
         _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
+        const char *name = sd_bus_message_get_sender(msg);
+        uid_t uid;
+        pid_t pid = 0;
         int r;
 
-        r = sd_bus_query_sender_creds(msg, SD_BUS_CREDS_EUID, &creds);
+        if (!name)
+                return -ENXIO;
+        for (unsigned i = 0; i < CALLER_CACHE_SIZE; i++)
+                if (streq(caller_cache[i].name, name)) {
+                        *ret_uid = caller_cache[i].uid;
+                        if (ret_pid)
+                                *ret_pid = caller_cache[i].pid;
+                        return 0;
+                }
+        r = sd_bus_query_sender_creds(msg, SD_BUS_CREDS_EUID | SD_BUS_CREDS_PID, &creds);
         if (r < 0)
                 return r;
         if (sd_bus_creds_get_augmented_mask(creds) & SD_BUS_CREDS_EUID)
                 return -EPERM; /* not vouched for by the bus */
-        return sd_bus_creds_get_euid(creds, ret);
+        r = sd_bus_creds_get_euid(creds, &uid);
+        if (r < 0)
+                return r;
+        (void) sd_bus_creds_get_pid(creds, &pid);
+        if (strlen(name) < sizeof caller_cache[0].name) {
+                unsigned i = caller_cache_next++ % CALLER_CACHE_SIZE;
+                snprintf(caller_cache[i].name, sizeof caller_cache[i].name, "%s", name);
+                caller_cache[i].uid = uid;
+                caller_cache[i].pid = pid;
+        }
+        *ret_uid = uid;
+        if (ret_pid)
+                *ret_pid = pid;
+        return 0;
+}
+
+int access_caller_uid(sd_bus_message *msg, uid_t *ret) {
+        return access_caller_ids(msg, ret, NULL);
 }
 
 int access_is_context_owner(Context *c, sd_bus_message *msg) {
@@ -159,7 +207,7 @@ static const void *holder_of(const PciDevice *d, void *userdata) {
 }
 
 static int excluded(const PciDevice *d, void *userdata) {
-        return access_device_excluded(userdata, d, NULL);
+        return manager_device_excluded(userdata, (PciDevice *) d);
 }
 
 int access_reset_check(Manager *m, const PciDevice *d, ResetCheck *ret) {

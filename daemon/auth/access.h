@@ -46,6 +46,11 @@ int access_method_reload(sd_bus_message *msg, void *userdata, sd_bus_error *erro
 
 /* The caller's euid as the bus reports it. */
 int access_caller_uid(sd_bus_message *msg, uid_t *ret);
+/* The same and its pid (may be NULL), both as the bus vouches for them;
+ * cached per unique name. */
+int access_caller_ids(sd_bus_message *msg, uid_t *ret_uid, pid_t *ret_pid);
+/* A bus name went away: what was cached about it goes. */
+void access_forget_caller(const char *name);
 
 /* 1 if the policy excludes d (with the reason in *ret_reason when given),
  * 0 if not, < 0 on allocation failure. */

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <systemd/sd-login.h>
 
+#include "access.h"
 #include "audit.h"
 #include "auth.h"
 #include "log.h"
@@ -55,55 +56,12 @@ typedef struct Caller {
         char *unit;
 } Caller;
 
-/* A unique bus name never changes hands: what the bus said of one stays
- * true while it exists, so a caller making many calls costs one question
- * to the bus, not one per call. Forgotten when the name goes. */
-#define CALLER_CACHE_SIZE 128
-static struct {
-        char name[64];
-        uid_t uid;
-        pid_t pid;
-} caller_cache[CALLER_CACHE_SIZE];
-static unsigned caller_cache_next;
-
-void audit_forget_caller(const char *name) {
-        for (unsigned i = 0; i < CALLER_CACHE_SIZE; i++)
-                if (streq(caller_cache[i].name, name))
-                        caller_cache[i].name[0] = 0;
-}
-
-static int caller_ids(sd_bus_message *msg, uid_t *ret_uid, pid_t *ret_pid) {
-        _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
-        const char *name = sd_bus_message_get_sender(msg);
-
-        if (!name)
-                return -ENXIO;
-        for (unsigned i = 0; i < CALLER_CACHE_SIZE; i++)
-                if (streq(caller_cache[i].name, name)) {
-                        *ret_uid = caller_cache[i].uid;
-                        *ret_pid = caller_cache[i].pid;
-                        return 0;
-                }
-        int r = sd_bus_query_sender_creds(msg, SD_BUS_CREDS_EUID | SD_BUS_CREDS_PID, &creds);
-        if (r < 0)
-                return r;
-        if (sd_bus_creds_get_euid(creds, ret_uid) < 0 || sd_bus_creds_get_pid(creds, ret_pid) < 0)
-                return -ENODATA;
-        if (strlen(name) < sizeof caller_cache[0].name) {
-                unsigned i = caller_cache_next++ % CALLER_CACHE_SIZE;
-                snprintf(caller_cache[i].name, sizeof caller_cache[i].name, "%s", name);
-                caller_cache[i].uid = *ret_uid;
-                caller_cache[i].pid = *ret_pid;
-        }
-        return 0;
-}
-
 /* Read before the call runs: a caller that has its answer may be gone
  * from /proc. uid and pid are the bus's word; the command and the unit
  * come from /proc, for the log only. */
 static void caller_read(sd_bus_message *msg, Caller *ret) {
         *ret = (Caller) { .uid = (uid_t) -1 };
-        if (caller_ids(msg, &ret->uid, &ret->pid) < 0) {
+        if (access_caller_ids(msg, &ret->uid, &ret->pid) < 0) {
                 ret->uid = (uid_t) -1;
                 ret->pid = 0;
                 return;

@@ -11,9 +11,6 @@
 
 #include "manager.h"
 
-/* The bus name left: what was cached about it goes. */
-void audit_forget_caller(const char *name);
-
 int audit_call(sd_bus_message *msg, Manager *m, Context *c, sd_bus_message_handler_t handler, void *userdata,
                sd_bus_error *error);
 

@@ -175,7 +175,7 @@ static int on_name_owner_changed(sd_bus_message *msg, void *userdata, sd_bus_err
 
         if (sd_bus_message_read(msg, "sss", &name, &old_owner, &new_owner) < 0 || (new_owner && *new_owner))
                 return 0;
-        audit_forget_caller(name);
+        access_forget_caller(name);
         manager_owner_gone(m, name);
         return 0;
 }
