@@ -59,7 +59,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from xml.sax.saxutils import escape as xml_escape
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE_ROOT = os.environ.get('HOTRESETD_SOURCE_ROOT') or os.path.dirname(os.path.dirname(HERE))
@@ -122,61 +121,21 @@ class StepFailed(Exception):
 # ---------------------------------------------------------------------------
 # The private bus and the daemon
 
-# Deny by default, like Debian's /usr/share/dbus-1/system.conf: what may be
-# sent to the daemon is what its own bus policy allows.
-BUS_CONFIG = '''<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>system</type>
-  <listen>unix:path={socket}</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow user="*"/>
-    <deny own="*"/>
-    <deny send_type="method_call"/>
-    <allow send_type="signal"/>
-    <allow send_requested_reply="true" send_type="method_return"/>
-    <allow send_requested_reply="true" send_type="error"/>
-    <allow receive_type="method_call"/>
-    <allow receive_type="method_return"/>
-    <allow receive_type="error"/>
-    <allow receive_type="signal"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Peer"/>
-  </policy>
-  <include>{project_policy}</include>
-</busconfig>
-'''
+# The integration tests' private system bus: deny by default, like Debian's
+# /usr/share/dbus-1/system.conf, with the project's own bus policy.
+sys.path.insert(0, os.path.join(SOURCE_ROOT, 'tests', 'integration'))
+import harness  # noqa: E402
 
 
-class Bus:
+class Bus(harness.TestBus):
     def __init__(self, tmpdir):
-        self.socket = os.path.join(tmpdir, 'system_bus_socket')
-        self.config = os.path.join(tmpdir, 'system-bus.conf')
-        self.log_path = os.path.join(tmpdir, 'dbus-daemon.log')
-        self.proc = None
-        self.address = None
+        super().__init__(tmpdir, **harness.system_bus_kwargs())
 
     def start(self):
-        with open(self.config, 'w') as f:
-            f.write(BUS_CONFIG.format(
-                socket=xml_escape(self.socket),
-                project_policy=xml_escape(os.path.join(SOURCE_ROOT, 'dbus', 'org.hotresetd.Broker1.conf'))))
-        with open(self.log_path, 'w') as logf:
-            self.proc = subprocess.Popen(['dbus-daemon', '--config-file=' + self.config, '--nofork',
-                                          '--print-address'],
-                                         stdout=subprocess.PIPE, stderr=logf, stdin=subprocess.DEVNULL)
-        r, _, _ = select.select([self.proc.stdout], [], [], 30)
-        line = self.proc.stdout.readline().decode().strip() if r else ''
-        if not line:
-            raise StepFailed('dbus-daemon did not start: ' + read_text(self.log_path), fatal=True)
-        self.address = line
-
-    def stop(self):
-        stop_process(self.proc)
-        if self.proc and self.proc.stdout:
-            self.proc.stdout.close()
+        try:
+            return super().start()
+        except RuntimeError as e:
+            raise StepFailed(str(e), fatal=True)
 
 
 def stop_process(proc, sig=signal.SIGTERM, timeout=20):
