@@ -135,8 +135,7 @@ static const void *domains_holder_of(const PciDevice *d, void *userdata) {
         return manager_holder_of(userdata, d);
 }
 
-static bool domains_excluded(PciDevice *d, void *userdata) {
-        Manager *m = userdata;
+bool manager_device_excluded(Manager *m, PciDevice *d) {
         if (d->excluded < 0) {
                 int r = m->policy ? policy_device_allowed(m->policy, &d->info, NULL) : 1;
                 if (r < 0)
@@ -144,6 +143,10 @@ static bool domains_excluded(PciDevice *d, void *userdata) {
                 d->excluded = r == 0;
         }
         return d->excluded > 0;
+}
+
+static bool domains_excluded(PciDevice *d, void *userdata) {
+        return manager_device_excluded(userdata, d);
 }
 
 static void domains_device_changed(PciDevice *d, void *userdata) {

@@ -124,6 +124,10 @@ void manager_remove_context(Manager *m, Context *c);
 /* Releases the connection-owned leases of a bus name that went away. */
 void manager_owner_gone(Manager *m, const char *name);
 
+/* Whether the policy excludes d: kept with d until d or the policy
+ * changes, so the reset domains and every reset check read one answer. */
+bool manager_device_excluded(Manager *m, PciDevice *d);
+
 /* The policy changed: every exclusion is looked at again. */
 void manager_policy_changed(Manager *m);
 
