@@ -372,6 +372,25 @@ class SlowResetTests:
         self.assertEqual(b.attach(other, FN0) >= 0, True)
         self.assertEqual(self.holder(FN0), other)
 
+    def test_reopen_refused_while_a_reset_uses_the_file(self):
+        rec, _ = self.record()
+        a, b = self.client('a'), self.client('b')
+        ctx = a.create_context(Persistent=True)
+        a.attach(ctx, FN0)
+        a.attach(ctx, FN1)
+        mark = rec.mark()
+        rid = a.start(ctx, CONTEXT_IFACE, 'HotReset', 's', FN0)
+        self.wait_prepare(rec, mark, ctx, FN0)
+        err = b.error(ctx, CONTEXT_IFACE, 'ReopenDevice', 's', FN1)
+        if self.MACHINE.get('cdev', True):
+            self.assertEqual(err.name, ERR_BUSY, err)
+            self.assertIn(f'a hot reset using {ctx} is in progress', err.message)
+        else:
+            self.assertEqual(err.name, ERR_PREFIX + 'Unsupported', err)
+        self.assertTrue(a.wait(rid)['ok'])
+        # Nothing changed: the lease still holds both, through its old files.
+        self.assertEqual(self.ctx_devices(ctx), [FN0, FN1])
+
     def test_only_resets_the_kernel_ran_are_announced(self):
         # Two resets of one scope: the second waits its turn; its lease is
         # released meanwhile, so it never reaches the kernel: its caller

@@ -275,6 +275,12 @@ class RunTest(VmmTestCase):
                            stderr=subprocess.PIPE, universal_newlines=True, timeout=60)
         self.assertEqual(p.returncode, 2)
         self.assertIn('no --device', p.stderr)
+        # A malformed address: a usage error naming it, before any lease.
+        p = subprocess.run([hotresetctl(), 'run', '--device', '01:00', '--', 'true'], env=self.env.child_env(),
+                           stderr=subprocess.PIPE, universal_newlines=True, timeout=60)
+        self.assertEqual(p.returncode, 2, p.stderr)
+        self.assertIn("'01:00'", p.stderr)
+        self.assertEqual(self.contexts(), [])
 
 
 class ExampleClientTest(VmmTestCase):
