@@ -4,6 +4,7 @@
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
+#include <systemd/sd-login.h>
 
 #include "access.h"
 #include "auth.h"
@@ -126,6 +127,8 @@ static struct {
         char name[64];
         uid_t uid;
         pid_t pid;
+        char comm[16]; /* for the log only, read from /proc once */
+        char unit[64];
 } caller_cache[CALLER_CACHE_SIZE];
 static unsigned caller_cache_next;
 
@@ -133,6 +136,37 @@ void access_forget_caller(const char *name) {
         for (unsigned i = 0; i < CALLER_CACHE_SIZE; i++)
                 if (streq(caller_cache[i].name, name))
                         caller_cache[i].name[0] = 0;
+}
+
+/* The command and unit of pid, from /proc: for the log only. */
+static void read_comm_unit(pid_t pid, char comm[static 16], char unit[static 64]) {
+        char path[64];
+        _cleanup_free_ char *u = NULL;
+
+        comm[0] = unit[0] = 0;
+        if (pid <= 0)
+                return;
+        snprintf(path, sizeof path, "/proc/%d/comm", (int) pid);
+        _cleanup_(fclosep) FILE *f = fopen(path, "re");
+        if (f && fgets(comm, 16, f))
+                comm[strcspn(comm, "\n")] = 0;
+        if (sd_pid_get_unit(pid, &u) >= 0)
+                snprintf(unit, 64, "%s", u);
+}
+
+int access_caller_describe(sd_bus_message *msg, uid_t *ret_uid, pid_t *ret_pid, const char **ret_comm,
+                           const char **ret_unit) {
+        const char *name = sd_bus_message_get_sender(msg);
+        int r = access_caller_ids(msg, ret_uid, ret_pid);
+        if (r < 0)
+                return r;
+        for (unsigned i = 0; i < CALLER_CACHE_SIZE; i++)
+                if (streq(caller_cache[i].name, name)) {
+                        *ret_comm = caller_cache[i].comm;
+                        *ret_unit = caller_cache[i].unit;
+                        return 0;
+                }
+        return -ENOENT; /* not cached (a name too long): ids only */
 }
 
 int access_caller_ids(sd_bus_message *msg, uid_t *ret_uid, pid_t *ret_pid) {
@@ -165,6 +199,7 @@ int access_caller_ids(sd_bus_message *msg, uid_t *ret_uid, pid_t *ret_pid) {
                 snprintf(caller_cache[i].name, sizeof caller_cache[i].name, "%s", name);
                 caller_cache[i].uid = uid;
                 caller_cache[i].pid = pid;
+                read_comm_unit(pid, caller_cache[i].comm, caller_cache[i].unit);
         }
         *ret_uid = uid;
         if (ret_pid)

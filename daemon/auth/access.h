@@ -49,6 +49,10 @@ int access_caller_uid(sd_bus_message *msg, uid_t *ret);
 /* The same and its pid (may be NULL), both as the bus vouches for them;
  * cached per unique name. */
 int access_caller_ids(sd_bus_message *msg, uid_t *ret_uid, pid_t *ret_pid);
+/* The same with the caller's command and unit as /proc said when it was
+ * first seen (for the log only; "" when unknown). -ENOENT: ids only. */
+int access_caller_describe(sd_bus_message *msg, uid_t *ret_uid, pid_t *ret_pid, const char **ret_comm,
+                           const char **ret_unit);
 /* A bus name went away: what was cached about it goes. */
 void access_forget_caller(const char *name);
 

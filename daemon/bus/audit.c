@@ -3,7 +3,6 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
-#include <systemd/sd-login.h>
 
 #include "access.h"
 #include "audit.h"
@@ -52,34 +51,31 @@ static const char *kind_of(const char *member, bool refused, const sd_bus_error 
 typedef struct Caller {
         uid_t uid;
         pid_t pid;
-        char comm[32];
-        char *unit;
+        char comm[16], unit[64]; /* "" when unknown */
 } Caller;
 
 /* Read before the call runs: a caller that has its answer may be gone
  * from /proc. uid and pid are the bus's word; the command and the unit
- * come from /proc, for the log only. */
+ * come from /proc, for the log only (all cached per bus name). */
 static void caller_read(sd_bus_message *msg, Caller *ret) {
+        const char *comm = NULL, *unit = NULL;
+
         *ret = (Caller) { .uid = (uid_t) -1 };
-        if (access_caller_ids(msg, &ret->uid, &ret->pid) < 0) {
-                ret->uid = (uid_t) -1;
-                ret->pid = 0;
+        int r = access_caller_describe(msg, &ret->uid, &ret->pid, &comm, &unit);
+        if (r < 0 && r != -ENOENT) {
+                *ret = (Caller) { .uid = (uid_t) -1 };
                 return;
         }
-        if (ret->pid <= 0)
-                return;
-        char path[64];
-        snprintf(path, sizeof path, "/proc/%d/comm", (int) ret->pid);
-        _cleanup_(fclosep) FILE *f = fopen(path, "re");
-        if (f && fgets(ret->comm, sizeof ret->comm, f))
-                ret->comm[strcspn(ret->comm, "\n")] = 0;
-        (void) sd_pid_get_unit(ret->pid, &ret->unit);
+        /* Copied: the cache may reuse its slot before the call is logged. */
+        snprintf(ret->comm, sizeof ret->comm, "%s", strempty(comm));
+        snprintf(ret->unit, sizeof ret->unit, "%s", strempty(unit));
 }
 
 static void audit_log(sd_bus_message *msg, Manager *m, const char *context, const Caller *who, int r,
                       const sd_bus_error *error) {
         const char *member = strempty(sd_bus_message_get_member(msg)), *sender = sd_bus_message_get_sender(msg);
-        const char *comm = *who->comm ? who->comm : NULL, *unit = who->unit;
+        const char *comm = *who->comm ? who->comm : NULL;
+        const char *unit = *who->unit ? who->unit : NULL;
         char device[PCI_ADDRESS_STRING_MAX], created[96];
         char f[10][FIELD_MAX];
         const char *fields[11];
@@ -154,11 +150,8 @@ int audit_call(sd_bus_message *msg, Manager *m, Context *c, sd_bus_message_handl
         bool refused = r < 0 || sd_bus_error_is_set(error);
         /* Decided later: polkit's answer brings the call back here; a hot
          * reset's job logs its end. */
-        if (!refused && (auth_query_pending(m, msg) || reset_job_pending(m, msg))) {
-                free(who.unit);
+        if (!refused && (auth_query_pending(m, msg) || reset_job_pending(m, msg)))
                 return r;
-        }
         audit_log(msg, m, context, &who, r, error);
-        free(who.unit);
         return r;
 }
