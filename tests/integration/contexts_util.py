@@ -814,7 +814,19 @@ class LeaseTestCase(harness.HotresetdTestCase):
         self.assertEqual(n, expected, f'daemon open files {what}:\n{fd_listing(pid)}')
 
     def fd_count(self):
-        return daemon_fd_count(self.daemon.proc.pid)
+        """The daemon's open files once it is idle: a baseline read while
+        it briefly holds a file (a /proc read for a caller, say) would make
+        a later, equal count look like a leak."""
+        pid = self.daemon.proc.pid
+        n = daemon_fd_count(pid)
+        deadline = time.monotonic() + 2 * _scale()
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+            m = daemon_fd_count(pid)
+            if m == n:
+                return n
+            n = m
+        return n
 
     def backend(self):
         return 'emulated-iommufd' if self.CDEV else 'emulated-group'
