@@ -15,6 +15,7 @@
 #include "context.h"
 #include "device-dbus.h"
 #include "domain-dbus.h"
+#include "log-control.h"
 #include "log.h"
 #include "manager-dbus.h"
 #include "policy.h"
@@ -722,6 +723,9 @@ int manager_connect_bus(Manager *m) {
         if (r < 0)
                 return r;
         r = context_register_bus(m);
+        if (r < 0)
+                return r;
+        r = log_control_register_bus(m->bus);
         if (r < 0)
                 return r;
 
