@@ -1,17 +1,26 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <errno.h>
+#include <langinfo.h>
+#include <libsmartcols.h>
 #include <stdarg.h>
+#include <strings.h>
+#include <sys/ioctl.h>
 #include <time.h>
 #include <unistd.h>
+#include <wchar.h>
 
 #include "bus.h"
+#include "hotresetctl.h"
 #include "output.h"
 
 struct Table {
-        char **headers;
+        struct libscols_table *tb;
         size_t n_columns;
-        char **cells; /* row-major */
-        size_t n_cells;
+        size_t n_rows;
+        size_t next;           /* column of the next cell */
+        struct libscols_line *line;   /* the row being filled */
+        struct libscols_line *parent; /* parent of new rows (trees) */
+        bool *ellipsize;
 };
 
 Table *table_new(const char *const *headers, size_t n_columns) {
@@ -19,12 +28,15 @@ Table *table_new(const char *const *headers, size_t n_columns) {
         if (!t)
                 return NULL;
         t->n_columns = n_columns;
-        t->headers = calloc(n_columns + 1, sizeof(char *));
-        if (!t->headers)
+        t->ellipsize = calloc(n_columns ? n_columns : 1, sizeof(bool));
+        t->tb = scols_new_table();
+        if (!t->ellipsize || !t->tb)
+                return table_free(t);
+        if (scols_table_set_column_separator(t->tb, "  ") < 0)
                 return table_free(t);
         for (size_t i = 0; i < n_columns; i++) {
-                t->headers[i] = strdup(headers[i]);
-                if (!t->headers[i])
+                struct libscols_column *cl = scols_table_new_column(t->tb, headers[i], 0, 0);
+                if (!cl)
                         return table_free(t);
         }
         return t;
@@ -33,33 +45,62 @@ Table *table_new(const char *const *headers, size_t n_columns) {
 Table *table_free(Table *t) {
         if (!t)
                 return NULL;
-        strv_free(t->headers);
-        for (size_t i = 0; i < t->n_cells; i++)
-                free(t->cells[i]);
-        free(t->cells);
+        scols_unref_table(t->tb);
+        free(t->ellipsize);
         free(t);
         return NULL;
 }
 
-static int table_take_cell(Table *t, char *s) {
-        if (!s)
-                return -ENOMEM;
-        char **n = realloc(t->cells, (t->n_cells + 1) * sizeof(char *));
-        if (!n) {
-                free(s);
-                return -ENOMEM;
+int table_set_ellipsize(Table *t, size_t c) {
+        struct libscols_column *cl = scols_table_get_column(t->tb, c);
+        if (!cl)
+                return -EINVAL;
+        t->ellipsize[c] = true;
+        /* TRUNC: this column gives way when the table is too wide; the
+         * cut is marked with "…" in table_print. No WRAP: never a second
+         * line, so never a word split across lines. */
+        return scols_column_set_flags(cl, scols_column_get_flags(cl) | SCOLS_FL_TRUNC);
+}
+
+int table_set_tree(Table *t, size_t c) {
+        struct libscols_column *cl = scols_table_get_column(t->tb, c);
+        if (!cl)
+                return -EINVAL;
+        return scols_column_set_flags(cl, scols_column_get_flags(cl) | SCOLS_FL_TREE);
+}
+
+void table_set_parent(Table *t, TableRow *parent) {
+        t->parent = parent;
+}
+
+TableRow *table_last_row(Table *t) {
+        return t->line;
+}
+
+static int table_set_next(Table *t, const char *s) {
+        if (t->next == 0) {
+                t->line = scols_table_new_line(t->tb, t->parent);
+                if (!t->line)
+                        return -ENOMEM;
+                t->n_rows++;
         }
-        t->cells = n;
-        t->cells[t->n_cells++] = s;
+        int r = scols_line_set_data(t->line, t->next, s && *s ? s : "-");
+        if (r < 0)
+                return r;
+        t->next = (t->next + 1) % t->n_columns;
         return 0;
 }
 
 int table_add_cell(Table *t, const char *s) {
-        return table_take_cell(t, strdup(s && *s ? s : "-"));
+        return table_set_next(t, s);
+}
+
+int table_add_blank(Table *t) {
+        return table_set_next(t, " ");
 }
 
 int table_add_cellf(Table *t, const char *fmt, ...) {
-        char *s = NULL;
+        _cleanup_free_ char *s = NULL;
         va_list ap;
         int r;
 
@@ -68,7 +109,13 @@ int table_add_cellf(Table *t, const char *fmt, ...) {
         va_end(ap);
         if (r < 0)
                 return -ENOMEM;
-        return table_take_cell(t, s);
+        return table_set_next(t, s);
+}
+
+void table_color_last(Table *t, const char *color) {
+        size_t c = (t->next + t->n_columns - 1) % t->n_columns;
+        if (t->line && colors_enabled())
+                (void) scols_cell_set_color(scols_line_get_cell(t->line, c), color);
 }
 
 int table_add_row(Table *t, ...) {
@@ -83,52 +130,224 @@ int table_add_row(Table *t, ...) {
 }
 
 size_t table_rows(const Table *t) {
-        return t->n_columns ? t->n_cells / t->n_columns : 0;
+        return t->n_rows;
 }
 
-/* Display width: UTF-8 code points (continuation bytes don't count). */
-static size_t text_width(const char *s) {
-        size_t w = 0;
-        for (; *s; s++)
-                if (((unsigned char) *s & 0xc0) != 0x80)
-                        w++;
+static bool utf8_locale(void) {
+        const char *cs = nl_langinfo(CODESET);
+        return cs && (strcasecmp(cs, "UTF-8") == 0 || strcasecmp(cs, "utf8") == 0);
+}
+
+/* s cut to at most `width` terminal columns, ending in an ellipsis. */
+static char *ellipsize(const char *s, size_t width) {
+        const char *dots = utf8_locale() ? "…" : "...";
+        size_t dots_width = utf8_locale() ? 1 : 3, used = 0, len = strlen(s);
+        const char *p = s, *end = s;
+        mbstate_t st = {};
+
+        if (width <= dots_width)
+                return strndup(dots, width); /* "." or "" would do: ASCII part of "..." */
+        while (*p) {
+                wchar_t wc;
+                size_t n = mbrtowc(&wc, p, len - (size_t) (p - s), &st);
+                if (n == 0 || n == (size_t) -1 || n == (size_t) -2)
+                        n = 1, wc = '?';
+                int w = wcwidth(wc);
+                if (w < 0)
+                        w = 1;
+                if (used + (size_t) w > width - dots_width)
+                        break;
+                used += (size_t) w;
+                p += n;
+                end = p;
+        }
+        char *r;
+        if (asprintf(&r, "%.*s%s", (int) (end - s), s, dots) < 0)
+                return NULL;
+        return r;
+}
+
+static size_t display_width(const char *s) {
+        size_t w = 0, len = strlen(s);
+        const char *p = s;
+        mbstate_t st = {};
+
+        while (*p) {
+                wchar_t wc;
+                if (*p == '\x1b') { /* a colour: ESC [ ... m takes no room */
+                        const char *m = strchr(p, 'm');
+                        p = m ? m + 1 : p + strlen(p);
+                        continue;
+                }
+                size_t n = mbrtowc(&wc, p, len - (size_t) (p - s), &st);
+                if (n == 0 || n == (size_t) -1 || n == (size_t) -2)
+                        n = 1, wc = '?';
+                int cw = wcwidth(wc);
+                w += cw < 0 ? 1 : (size_t) cw;
+                p += n;
+        }
         return w;
 }
 
-static void print_row(FILE *f, char *const *cells, size_t n, const size_t *widths) {
-        for (size_t i = 0; i < n; i++) {
-                fputs(cells[i], f);
-                if (i + 1 < n)
-                        fprintf(f, "%*s", (int) (widths[i] - text_width(cells[i]) + 2), "");
-        }
-        fputc('\n', f);
+/* libsmartcols cuts a truncatable cell without a mark: lay the table out
+ * once, then end every cell longer than its column's final width with "…"
+ * (the layout does not change: such a cell now fits its column). */
+static int mark_cuts(Table *t) {
+        _cleanup_free_ char *dummy = NULL;
+        struct libscols_iter *itr;
+        struct libscols_line *ln;
+        int r;
+
+        r = scols_print_table_to_string(t->tb, &dummy);
+        if (r < 0)
+                return r;
+        itr = scols_new_iter(SCOLS_ITER_FORWARD);
+        if (!itr)
+                return -ENOMEM;
+        while (scols_table_next_line(t->tb, itr, &ln) == 0)
+                for (size_t c = 0; c < t->n_columns; c++) {
+                        if (!t->ellipsize[c])
+                                continue;
+                        size_t width = scols_column_get_width(scols_table_get_column(t->tb, c));
+                        const char *data = scols_cell_get_data(scols_line_get_cell(ln, c));
+                        if (!data || display_width(data) <= width)
+                                continue;
+                        char *cut = ellipsize(data, width);
+                        if (!cut || scols_line_refer_data(ln, c, cut) < 0) {
+                                free(cut);
+                                scols_free_iter(itr);
+                                return -ENOMEM;
+                        }
+                }
+        scols_free_iter(itr);
+        return 0;
 }
 
-int table_print(const Table *t, FILE *f, bool legend) {
-        size_t rows = table_rows(t);
-        _cleanup_free_ size_t *widths = calloc(t->n_columns ? t->n_columns : 1, sizeof(size_t));
+int table_print(Table *t, FILE *f, bool legend) {
+        size_t cols = terminal_columns();
+        int r;
 
-        if (!widths)
-                return -ENOMEM;
-        for (size_t c = 0; c < t->n_columns; c++) {
-                widths[c] = legend ? text_width(t->headers[c]) : 0;
-                for (size_t r = 0; r < rows; r++) {
-                        size_t w = text_width(t->cells[r * t->n_columns + c]);
-                        if (w > widths[c])
-                                widths[c] = w;
-                }
-        }
-        if (legend)
-                print_row(f, t->headers, t->n_columns, widths);
-        for (size_t r = 0; r < rows; r++)
-                print_row(f, t->cells + r * t->n_columns, t->n_columns, widths);
+        (void) scols_table_enable_noheadings(t->tb, !legend);
+        (void) scols_table_enable_colors(t->tb, colors_enabled());
+        if (colors_enabled())
+                for (size_t c = 0; c < t->n_columns; c++)
+                        (void) scols_cell_set_color(scols_column_get_header(scols_table_get_column(t->tb, c)),
+                                                    "bold");
+        /* Fit a terminal; piped, never cut anything. */
+        if (cols > 0 && f == stdout) {
+                (void) scols_table_set_termforce(t->tb, SCOLS_TERMFORCE_ALWAYS);
+                (void) scols_table_set_termwidth(t->tb, cols);
+                r = mark_cuts(t);
+                if (r < 0)
+                        return r;
+        } else
+                (void) scols_table_set_termforce(t->tb, SCOLS_TERMFORCE_NEVER);
+        if (t->n_rows == 0 && !legend)
+                return 0;
+        (void) scols_table_set_stream(t->tb, f);
+        r = scols_print_table(t->tb);
+        if (r < 0)
+                return r;
         return fflush(f) == 0 ? 0 : -errno;
+}
+
+size_t terminal_columns(void) {
+        struct winsize ws = {};
+
+        if (!isatty(STDOUT_FILENO))
+                return 0;
+        /* COLUMNS wins, as in systemd's tools (and tmux tests). */
+        const char *e = getenv("COLUMNS");
+        if (e) {
+                unsigned long n = strtoul(e, NULL, 10);
+                if (n > 0 && n < 10000)
+                        return n;
+        }
+        if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
+                return ws.ws_col;
+        return 80;
+}
+
+void print_folded(const char *text, size_t indent) {
+        size_t cols = terminal_columns(), col = indent;
+        const char *p = text;
+        bool first = true;
+
+        if (cols == 0 || cols <= indent + 10) {
+                puts(text);
+                return;
+        }
+        /* The cursor is at column `indent` (after a bullet, say). */
+        while (*p) {
+                size_t n = strcspn(p, " ");
+                _cleanup_free_ char *word = strndup(p, n);
+                size_t w = word ? display_width(word) : n;
+                if (!first && col + 1 + w > cols) {
+                        printf("\n%*s", (int) indent, "");
+                        col = indent;
+                } else if (!first) {
+                        putchar(' ');
+                        col++;
+                }
+                printf("%.*s", (int) n, p);
+                col += w;
+                first = false;
+                p += n;
+                while (*p == ' ')
+                        p++;
+        }
+        putchar('\n');
+}
+
+static int colors_cached = -1;
+
+static bool word_in(const char *s, const char *const *words) {
+        for (; *words; words++)
+                if (strcasecmp(s, *words) == 0)
+                        return true;
+        return false;
+}
+
+bool colors_enabled(void) {
+        if (colors_cached >= 0)
+                return colors_cached;
+
+        const char *e = getenv("SYSTEMD_COLORS");
+        if (e && *e) {
+                if (word_in(e, (const char *const[]) { "0", "no", "false", "off", "n", "f", NULL }))
+                        return (colors_cached = 0);
+                if (word_in(e, (const char *const[]) { "1", "yes", "true", "on", "y", "t", "16", "256", "24bit", NULL }))
+                        return (colors_cached = 1);
+        }
+        if (getenv("NO_COLOR"))
+                return (colors_cached = 0);
+        e = getenv("TERM");
+        if (e && streq(e, "dumb"))
+                return (colors_cached = 0);
+        return (colors_cached = isatty(STDOUT_FILENO));
+}
+
+const char *ansi_red(void) {
+        return colors_enabled() ? "\x1b[0;1;31m" : "";
+}
+const char *ansi_green(void) {
+        return colors_enabled() ? "\x1b[0;1;32m" : "";
+}
+const char *ansi_yellow(void) {
+        return colors_enabled() ? "\x1b[0;1;33m" : "";
+}
+const char *ansi_bold(void) {
+        return colors_enabled() ? "\x1b[0;1;39m" : "";
+}
+const char *ansi_normal(void) {
+        return colors_enabled() ? "\x1b[0m" : "";
 }
 
 int json_print(json_object *o, bool line) {
         int flags = JSON_C_TO_STRING_NOSLASHESCAPE;
 
-        flags |= !line && isatty(STDOUT_FILENO) ? JSON_C_TO_STRING_PRETTY : JSON_C_TO_STRING_PLAIN;
+        bool pretty = arg_json == JSON_PRETTY || (arg_json == JSON_AUTO && isatty(STDOUT_FILENO));
+        flags |= !line && pretty ? JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED : JSON_C_TO_STRING_PLAIN;
         const char *s = json_object_to_json_string_ext(o, flags);
         if (!s)
                 return -ENOMEM;

@@ -169,6 +169,7 @@ static int run(int argc, char *argv[]) {
                 release_context(bus, context);
                 return EXIT_ERROR;
         }
+        print_emulated_note(bus);
 
         if (arg_persistent) {
                 if (!arg_json)
@@ -197,9 +198,12 @@ const Verb verb_acquire = {
         .help = "Prints the context's path and, per device, the devid the kernel gave it\n"
                 "(0 with --no-bind and in the legacy group model). If a device cannot be\n"
                 "attached, the context is released again and nothing is held.\n\n"
-                "  --persistent        The context outlives hotresetctl until 'release' (default:\n"
-                "                      a context dies with the connection that made it)\n"
-                "  --transient         A lease of this process: hold it until SIGINT/SIGTERM\n"
+                "  --persistent        The default: the context outlives hotresetctl and stays\n"
+                "                      until 'hotresetctl release N' (the daemon's own default,\n"
+                "                      a lease ending with its D-Bus connection, would end as\n"
+                "                      soon as hotresetctl exits)\n"
+                "  --transient         A lease of this connection: hotresetctl holds it until\n"
+                "                      SIGINT/SIGTERM, then it ends\n"
                 "  --description=TEXT  Describe the context (at most 256 bytes)\n"
                 "  --no-bind           Leave vfio cdevs unbound, for a VMM to bind (cdev model)\n\n"
                 "--json: {context, persistent, devices: [{address, devid}]}.\n",
@@ -208,4 +212,5 @@ const Verb verb_acquire = {
         .options = options,
         .parse_option = parse_option,
         .run = run,
+        .interactive = true,
 };

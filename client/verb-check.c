@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* hotresetctl check ADDRESS (alias explain): would a hot reset of the
+/* hotresetctl check ADDRESS: would a hot reset of the
  * device be refused, and because of which device? */
 #include <errno.h>
 #include <inttypes.h>
@@ -138,7 +138,8 @@ static int run(int argc, char *argv[]) {
                         goto oom;
                 r = json_print(out, false);
         } else {
-                print_verdict(address, holder, scope, possible, n, n_blocking);
+                if (arg_legend)
+                        print_verdict(address, holder, scope, possible, n, n_blocking);
                 r = table_print(table, stdout, arg_legend);
         }
         if (r < 0)
@@ -155,12 +156,11 @@ oom:
 
 const Verb verb_check = {
         .name = "check",
-        .alias = "explain",
         .synopsis = "ADDRESS",
         .summary = "Tell whether a hot reset of a device is possible, and which device blocks it",
         .help = "Prints a verdict line, then every device the reset hits: ADDRESS, DRIVER, GROUP\n"
                 "(IOMMU group), HOLDER (context holding it) and REASON (why it blocks, - when\n"
-                "it does not). Exits with 3 when the reset is not possible. Alias: explain.\n"
+                "it does not). Exits with 3 when the reset is not possible. See also: scope.\n"
                 "--json: {address, path, possible, reset_scope, devices: [{address, driver,\n"
                 "iommu_group, context, reason}]}, null for none.\n",
         .min_args = 1,

@@ -92,7 +92,10 @@ static int run(int argc, char *argv[]) {
                 bus_log_error(&error, r, "reset %s", address);
                 return bus_error_is_refusal(&error) ? EXIT_REFUSED : EXIT_ERROR;
         }
-        return print_affected(address, context, reply) < 0 ? EXIT_ERROR : EXIT_OK;
+        if (print_affected(address, context, reply) < 0)
+                return EXIT_ERROR;
+        print_emulated_note(bus);
+        return EXIT_OK;
 }
 
 const Verb verb_reset = {
@@ -112,4 +115,5 @@ const Verb verb_reset = {
         .options = options,
         .parse_option = parse_option,
         .run = run,
+        .interactive = true,
 };

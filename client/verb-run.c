@@ -214,4 +214,5 @@ const Verb verb_run = {
         .options = options,
         .parse_option = parse_option,
         .run = run,
+        .interactive = true,
 };

@@ -1,0 +1,82 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "polkit-agent.h"
+
+#ifndef POLKIT_AGENT_BINARY_PATH
+#define POLKIT_AGENT_BINARY_PATH "/usr/bin/pkttyagent"
+#endif
+
+static pid_t agent_pid = 0;
+
+void polkit_agent_close(void) {
+        if (agent_pid <= 0)
+                return;
+        (void) kill(agent_pid, SIGTERM);
+        (void) kill(agent_pid, SIGCONT);
+        while (waitpid(agent_pid, NULL, 0) < 0 && errno == EINTR)
+                ;
+        agent_pid = 0;
+}
+
+int polkit_agent_open(void) {
+        int pipe_fd[2];
+        char notify[16], process[32];
+
+        if (agent_pid > 0)
+                return 1;
+        if (!isatty(STDIN_FILENO) || geteuid() == 0)
+                return 0;
+        const char *binary = getenv("HOTRESETCTL_POLKIT_AGENT") ?: POLKIT_AGENT_BINARY_PATH;
+        if (access(binary, X_OK) < 0)
+                return 0;
+        if (pipe2(pipe_fd, O_CLOEXEC) < 0)
+                return 0;
+
+        pid_t parent = getpid();
+        pid_t pid = fork();
+        if (pid < 0) {
+                close(pipe_fd[0]);
+                close(pipe_fd[1]);
+                return 0;
+        }
+        if (pid == 0) {
+                /* The agent: its notify fd kept open across exec, dying
+                 * with hotresetctl. It asks for the subject hotresetctl
+                 * is (--process): that works with and without a logind
+                 * session. */
+                (void) prctl(PR_SET_PDEATHSIG, SIGTERM);
+                if (getppid() != parent)
+                        _exit(EXIT_FAILURE);
+                close(pipe_fd[0]);
+                int fd = fcntl(pipe_fd[1], F_DUPFD, 3);
+                if (fd < 0)
+                        _exit(EXIT_FAILURE);
+                snprintf(notify, sizeof notify, "%d", fd);
+                snprintf(process, sizeof process, "%d", (int) parent);
+                execl(binary, binary, "--notify-fd", notify, "--fallback", "--process", process, (char *) NULL);
+                _exit(EXIT_FAILURE);
+        }
+        close(pipe_fd[1]);
+        agent_pid = pid;
+        atexit(polkit_agent_close);
+
+        /* pkttyagent closes the fd once it has registered with polkit (or
+         * exits when it cannot): either way, go on then. */
+        struct pollfd p = { .fd = pipe_fd[0], .events = POLLIN };
+        char c;
+        while (poll(&p, 1, -1) < 0 && errno == EINTR)
+                ;
+        while (read(pipe_fd[0], &c, 1) > 0)
+                ;
+        close(pipe_fd[0]);
+        return 1;
+}
