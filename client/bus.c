@@ -81,14 +81,18 @@ int bus_get_manager(sd_bus *bus, json_object **ret) {
         return bus_get_all_properties(bus, ROOT_PATH, MANAGER_IFACE, "the daemon", ret);
 }
 
-void print_emulated_note(sd_bus *bus) {
+bool bus_is_emulated(sd_bus *bus) {
         _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
         int emulated = 0;
 
-        if (arg_json || !arg_legend)
-                return;
         if (sd_bus_get_property_trivial(bus, BUS_NAME, ROOT_PATH, MANAGER_IFACE, "Emulated", &error, 'b',
-                                        &emulated) < 0 || !emulated)
+                                        &emulated) < 0)
+                return false;
+        return emulated;
+}
+
+void print_emulated_note(sd_bus *bus) {
+        if (arg_json || !arg_legend || !bus_is_emulated(bus))
                 return;
         printf("%sEmulated machine:%s no real device was touched.\n", ansi_yellow(), ansi_normal());
 }

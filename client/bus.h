@@ -45,6 +45,8 @@ int bus_get_manager(sd_bus *bus, json_object **ret);
 /* After a verb that acted on the machine: on the emulated kernel, says so
  * (text output only: JSON carries "emulated" itself). */
 void print_emulated_note(sd_bus *bus);
+/* Manager.Emulated (false when it cannot be read). */
+bool bus_is_emulated(sd_bus *bus);
 
 /* A D-Bus error that means "this hot reset is refused or not possible"
  * (exit status 3), as opposed to a failed call. */

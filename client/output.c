@@ -228,6 +228,23 @@ int table_print(Table *t, FILE *f, bool legend) {
         int r;
 
         (void) scols_table_enable_noheadings(t->tb, !legend);
+        /* Without the legend the columns are as wide as their cells
+         * (libsmartcols would still make room for the hidden headers). */
+        if (!legend)
+                for (size_t c = 0; c < t->n_columns; c++)
+                        (void) scols_cell_set_data(scols_column_get_header(scols_table_get_column(t->tb, c)), "");
+        /* An empty table: libsmartcols prints nothing, people want the
+         * header to see that there is nothing. */
+        if (t->n_rows == 0) {
+                if (!legend)
+                        return 0;
+                for (size_t c = 0; c < t->n_columns; c++)
+                        fprintf(f, "%s%s%s%s", c ? "  " : "", ansi_bold(),
+                                scols_cell_get_data(scols_column_get_header(scols_table_get_column(t->tb, c))),
+                                ansi_normal());
+                fputc('\n', f);
+                return fflush(f) == 0 ? 0 : -errno;
+        }
         (void) scols_table_enable_colors(t->tb, colors_enabled());
         if (colors_enabled())
                 for (size_t c = 0; c < t->n_columns; c++)
@@ -242,8 +259,6 @@ int table_print(Table *t, FILE *f, bool legend) {
                         return r;
         } else
                 (void) scols_table_set_termforce(t->tb, SCOLS_TERMFORCE_NEVER);
-        if (t->n_rows == 0 && !legend)
-                return 0;
         (void) scols_table_set_stream(t->tb, f);
         r = scols_print_table(t->tb);
         if (r < 0)

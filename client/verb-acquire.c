@@ -95,7 +95,7 @@ static void release_context(sd_bus *bus, const char *context) {
                 bus_log_error(&error, r, "release %s", context);
 }
 
-static int print_result(const char *context, char **addresses, const uint32_t *devids, size_t n) {
+static int print_result(sd_bus *bus, const char *context, char **addresses, const uint32_t *devids, size_t n) {
         static const char *const headers[] = { "ADDRESS", "DEVID" };
         _cleanup_json_ json_object *out = NULL, *devices = NULL;
         _cleanup_table_ Table *table = NULL;
@@ -129,7 +129,8 @@ static int print_result(const char *context, char **addresses, const uint32_t *d
         }
         if ((r = json_add(out, "context", json_object_new_string(context))) < 0 ||
             (r = json_add(out, "persistent", json_object_new_boolean(arg_persistent))) < 0 ||
-            (r = json_add(out, "devices", json_object_get(devices))) < 0)
+            (r = json_add(out, "devices", json_object_get(devices))) < 0 ||
+            (r = json_add(out, "emulated", json_object_new_boolean(bus_is_emulated(bus)))) < 0)
                 return r;
         return json_print(out, false);
 }
@@ -164,7 +165,7 @@ static int run(int argc, char *argv[]) {
                         return EXIT_ERROR;
                 }
 
-        r = print_result(context, addresses, devids, n);
+        r = print_result(bus, context, addresses, devids, n);
         if (r < 0) {
                 release_context(bus, context);
                 return EXIT_ERROR;
@@ -206,7 +207,8 @@ const Verb verb_acquire = {
                 "                      SIGINT/SIGTERM, then it ends\n"
                 "  --description=TEXT  Describe the context (at most 256 bytes)\n"
                 "  --no-bind           Leave vfio cdevs unbound, for a VMM to bind (cdev model)\n\n"
-                "--json: {context, persistent, devices: [{address, devid}]}.\n",
+                "On the emulated kernel a last line says so.\n"
+                "--json: {context, persistent, devices: [{address, devid}], emulated}.\n",
         .min_args = 1,
         .max_args = UINT32_MAX,
         .options = options,
