@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -8,6 +9,10 @@
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <systemd/sd-login.h>
+
+#include "util.h"
 
 #include "polkit-agent.h"
 
@@ -41,6 +46,14 @@ int polkit_agent_open(void) {
         if (pipe2(pipe_fd, O_CLOEXEC) < 0)
                 return 0;
 
+        /* The agent is registered for this process (--process): polkit
+         * looks for an agent of the process behind the caller's bus name
+         * first. In a logind session it is only a fallback, as systemctl's
+         * is, so that the session's own (graphical) agent still answers.
+         * Outside a session it must not be one: polkit (122) only turns
+         * to a fallback agent after finding the caller's session. */
+        _cleanup_free_ char *session = NULL;
+        bool in_session = sd_pid_get_session(0, &session) >= 0;
         pid_t parent = getpid();
         pid_t pid = fork();
         if (pid < 0) {
@@ -50,9 +63,7 @@ int polkit_agent_open(void) {
         }
         if (pid == 0) {
                 /* The agent: its notify fd kept open across exec, dying
-                 * with hotresetctl. It asks for the subject hotresetctl
-                 * is (--process): that works with and without a logind
-                 * session. */
+                 * with hotresetctl. */
                 (void) prctl(PR_SET_PDEATHSIG, SIGTERM);
                 if (getppid() != parent)
                         _exit(EXIT_FAILURE);
@@ -62,7 +73,8 @@ int polkit_agent_open(void) {
                         _exit(EXIT_FAILURE);
                 snprintf(notify, sizeof notify, "%d", fd);
                 snprintf(process, sizeof process, "%d", (int) parent);
-                execl(binary, binary, "--notify-fd", notify, "--fallback", "--process", process, (char *) NULL);
+                execl(binary, binary, "--notify-fd", notify, "--process", process,
+                      in_session ? "--fallback" : NULL, (char *) NULL);
                 _exit(EXIT_FAILURE);
         }
         close(pipe_fd[1]);

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* A text polkit agent for the duration of a call, as systemctl starts one:
- * pkttyagent --notify-fd N --fallback, waited for until it has registered
- * (it closes N), stopped at exit. */
+ * pkttyagent --notify-fd N --process PID [--fallback], waited for until it
+ * has registered (it closes N), stopped at exit. */
 #pragma once
 
 /* Starts pkttyagent when standard input is a terminal, the caller is not
