@@ -341,9 +341,10 @@ static int run(int argc, char *argv[]) {
                 return EXIT_ERROR;
         }
 
+        /* The hints are for people: none with --no-legend. */
         if (hints && arg_legend)
                 putchar('\n');
-        for (char **h = hints; h && *h; h++) {
+        for (char **h = hints; arg_legend && h && *h; h++) {
                 printf("%s•%s ", ansi_red(), ansi_normal());
                 print_folded(*h, 2);
         }
