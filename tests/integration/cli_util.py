@@ -30,6 +30,12 @@ pci:v0000144D*
 
 pci:v0000144Dd0000A80A*
  ID_MODEL_FROM_DATABASE=Test NVMe a80a
+
+pci:v000010EC*
+ ID_VENDOR_FROM_DATABASE=Test Vendor RT
+
+pci:v000010ECd00008169*
+ ID_MODEL_FROM_DATABASE=Test Ethernet with a model name much too long for the last column of eighty
 '''
 
 # Where sd_hwdb_new() looks for hwdb.bin (systemd's hwdb-util.c): a
@@ -82,6 +88,13 @@ def hwdb_namespace_script(hwdb_bin):
     if hwdb_bin:
         lines.append(f'cp {shlex.quote(hwdb_bin)} /etc/udev/hwdb.bin')
     return '; '.join(lines)
+
+
+def hwdb_namespace_argv(hwdb_bin, args):
+    """argv running hotresetctl ARGS in a mount namespace whose only hwdb is
+    hwdb_bin (None: no hwdb at all)."""
+    script = hwdb_namespace_script(hwdb_bin) + '; exec "$@"'
+    return ['unshare', '--mount', '--', 'sh', '-c', script, 'sh', ctl_binary()] + list(args)
 
 
 def run_in_hwdb_namespace(env, hwdb_bin, args, timeout=60):
