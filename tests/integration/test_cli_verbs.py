@@ -372,8 +372,14 @@ class LeaseVerbsTest(CliTestCase):
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
                                env=e)
         self.children.append(vmm)
-        ctxs = self.wait_contexts(3)
-        by_kind = {c['kind']: c for c in ctxs}
+        # run leases first, then becomes the VMM: wait for the exec too.
+        deadline = time.monotonic() + harness.SIGNAL_TIMEOUT
+        while True:
+            ctxs = self.wait_contexts(3)
+            by_kind = {c['kind']: c for c in ctxs}
+            if by_kind.get('pid-tied', {}).get('command') == 'sleep' or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
         self.assertEqual(set(by_kind), {'persistent', 'connection', 'pid-tied'})
 
         p = by_kind['persistent']
