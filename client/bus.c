@@ -42,32 +42,37 @@ static char *unknown_context(const sd_bus_error *error) {
 }
 
 int bus_log_error(const sd_bus_error *error, int r, const char *what_fmt, ...) {
-        _cleanup_free_ char *context = NULL;
+        _cleanup_free_ char *context = NULL, *text = NULL;
+        size_t size = 0;
         va_list ap;
 
-        /* The two a person meets most, in words instead of D-Bus's. */
-        if (sd_bus_error_has_names(error, SD_BUS_ERROR_SERVICE_UNKNOWN, SD_BUS_ERROR_NAME_HAS_NO_OWNER)) {
-                fprintf(stderr, "hotresetd is not running: nothing owns " BUS_NAME " on the system bus");
-                goto name;
-        }
-        if (sd_bus_error_has_names(error, SD_BUS_ERROR_UNKNOWN_OBJECT, SD_BUS_ERROR_UNKNOWN_INTERFACE) &&
-            (context = unknown_context(error)) && *context) {
-                fprintf(stderr, "no context %s (`%s contexts` lists them)", context, program_invocation_short_name);
-                goto name;
-        }
+        /* Written to a string first: on a terminal it is folded at spaces
+         * rather than cut mid-word by the terminal. */
+        FILE *f = open_memstream(&text, &size);
+        if (!f)
+                return r;
 
-        fputs("Failed to ", stderr);
-        va_start(ap, what_fmt);
-        vfprintf(stderr, what_fmt, ap);
-        va_end(ap);
-        if (sd_bus_error_is_set(error))
-                fprintf(stderr, ": %s", error->message ?: "no message");
-        else
-                fprintf(stderr, ": %s", strerror(r < 0 ? -r : r));
-name:
+        /* The two a person meets most, in words instead of D-Bus's. */
+        if (sd_bus_error_has_names(error, SD_BUS_ERROR_SERVICE_UNKNOWN, SD_BUS_ERROR_NAME_HAS_NO_OWNER))
+                fprintf(f, "hotresetd is not running: nothing owns " BUS_NAME " on the system bus");
+        else if (sd_bus_error_has_names(error, SD_BUS_ERROR_UNKNOWN_OBJECT, SD_BUS_ERROR_UNKNOWN_INTERFACE) &&
+                 (context = unknown_context(error)) && *context)
+                fprintf(f, "no context %s (`%s contexts` lists them)", context, program_invocation_short_name);
+        else {
+                fputs("Failed to ", f);
+                va_start(ap, what_fmt);
+                vfprintf(f, what_fmt, ap);
+                va_end(ap);
+                if (sd_bus_error_is_set(error))
+                        fprintf(f, ": %s", error->message ?: "no message");
+                else
+                        fprintf(f, ": %s", strerror(r < 0 ? -r : r));
+        }
         if (arg_verbose && sd_bus_error_is_set(error))
-                fprintf(stderr, " (%s)", error->name);
-        fputc('\n', stderr);
+                fprintf(f, " (%s)", error->name);
+        if (fclose(f) != 0 || !text)
+                return r;
+        fprint_folded(stderr, text, 0);
         return r;
 }
 

@@ -267,9 +267,13 @@ int table_print(Table *t, FILE *f, bool legend) {
 }
 
 size_t terminal_columns(void) {
+        return terminal_columns_of(STDOUT_FILENO);
+}
+
+size_t terminal_columns_of(int fd) {
         struct winsize ws = {};
 
-        if (!isatty(STDOUT_FILENO))
+        if (!isatty(fd))
                 return 0;
         /* COLUMNS wins, as in systemd's tools (and tmux tests). */
         const char *e = getenv("COLUMNS");
@@ -278,18 +282,23 @@ size_t terminal_columns(void) {
                 if (n > 0 && n < 10000)
                         return n;
         }
-        if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
+        if (ioctl(fd, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
                 return ws.ws_col;
         return 80;
 }
 
 void print_folded(const char *text, size_t indent) {
-        size_t cols = terminal_columns(), col = indent;
+        fprint_folded(stdout, text, indent);
+}
+
+void fprint_folded(FILE *f, const char *text, size_t indent) {
+        size_t cols = terminal_columns_of(fileno(f)), col = indent;
         const char *p = text;
         bool first = true;
 
         if (cols == 0 || cols <= indent + 10) {
-                puts(text);
+                fputs(text, f);
+                fputc('\n', f);
                 return;
         }
         /* The cursor is at column `indent` (after a bullet, say). */
@@ -298,20 +307,20 @@ void print_folded(const char *text, size_t indent) {
                 _cleanup_free_ char *word = strndup(p, n);
                 size_t w = word ? display_width(word) : n;
                 if (!first && col + 1 + w > cols) {
-                        printf("\n%*s", (int) indent, "");
+                        fprintf(f, "\n%*s", (int) indent, "");
                         col = indent;
                 } else if (!first) {
-                        putchar(' ');
+                        fputc(' ', f);
                         col++;
                 }
-                printf("%.*s", (int) n, p);
+                fprintf(f, "%.*s", (int) n, p);
                 col += w;
                 first = false;
                 p += n;
                 while (*p == ' ')
                         p++;
         }
-        putchar('\n');
+        fputc('\n', f);
 }
 
 static int colors_cached = -1;

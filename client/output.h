@@ -57,13 +57,15 @@ const char *ansi_yellow(void);
 const char *ansi_bold(void);
 const char *ansi_normal(void);
 
-/* The width of the terminal on stdout, or 0 when it is not one. */
+/* The width of the terminal on stdout (or fd), or 0 when it is not one. */
 size_t terminal_columns(void);
+size_t terminal_columns_of(int fd);
 
 /* Prints text folded to the terminal's width at spaces (never inside a
  * word), the cursor being at column `indent`, continuation lines indented
  * as much. Piped: as is. */
 void print_folded(const char *text, size_t indent);
+void fprint_folded(FILE *f, const char *text, size_t indent);
 
 /* Prints a JSON value on stdout as --json says: pretty (indented),
  * short (one line), or plain --json: indented on a terminal, one line when

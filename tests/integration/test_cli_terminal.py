@@ -156,6 +156,19 @@ class TerminalTest(harness.HotresetdTestCase):
         self.assertEqual(words(screen), words(full))
         self.assertIn('`driverctl', screen)
 
+    def test_errors_fold_at_spaces(self):
+        ctl = cli_util.ctl_binary()
+        t, rc = self.on_terminal([ctl, '--verbose', 'reset', GPU])
+        self.assertEqual(rc, 3)
+        self.assert_fits(t, 80)
+        e = self.env.child_env()
+        p = subprocess.run([ctl, '--verbose', 'reset', GPU], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           stdin=subprocess.DEVNULL, env=e, text=True, timeout=harness.CALL_TIMEOUT + 10)
+        self.assertEqual(p.returncode, 3)
+        self.assertEqual(p.stderr.count('\n'), 1)  # piped: one line
+        self.assertGreater(len(p.stderr), 80)
+        self.assertEqual(words(t.output()), words(p.stderr))
+
     @unittest.skipIf(cli_util.namespace_missing(), cli_util.namespace_missing() or '')
     def test_list_names_ellipsized(self):
         hwdb = cli_util.make_test_hwdb(self.env.tmpdir)
