@@ -10,6 +10,7 @@
 
 #include "config.h"
 #include "hotresetctl.h"
+#include "pager.h"
 #include "util.h"
 
 JsonMode arg_json = JSON_OFF;
@@ -17,6 +18,7 @@ bool arg_legend = true;
 bool arg_names = true;
 bool arg_ask_password = true;
 bool arg_verbose = false;
+bool arg_pager = true;
 const Verb *current_verb = NULL;
 
 static const Verb *const verbs[] = {
@@ -70,7 +72,7 @@ static int parse_global_option(int c, const char *arg) {
                 arg_legend = false;
                 return 1;
         case ARG_NO_PAGER:
-                /* hotresetctl never pages; accepted as systemd's tools do. */
+                arg_pager = false;
                 return 1;
         case ARG_NO_ASK_PASSWORD:
                 arg_ask_password = false;
@@ -105,14 +107,16 @@ static void print_help(void) {
                "                     alone is pretty on a terminal, short otherwise\n"
                "                     (monitor: always one object a line)\n"
                "     --no-legend     Print no column headers, verdict or hint lines\n"
-               "     --no-pager      Accepted for systemd's habits; hotresetctl never pages\n"
+               "     --no-pager      Do not pipe the output into a pager (see below)\n"
                "     --no-ask-password  Do not start a polkit agent to ask for a password\n"
                "     --no-names      Do not look up vendor and device names in the hwdb\n"
                "     --verbose       Add the D-Bus error name to error messages\n\n"
                "Addresses are 0000:01:00.0 or, in PCI domain 0, 01:00.0. A CONTEXT is\n"
                "its number N (as in context/N) or its object path.\n\n"
                "Colour on a terminal only; NO_COLOR turns it off, SYSTEMD_COLORS=0|1\n"
-               "turns it off or on.\n\n"
+               "turns it off or on. On a terminal, status, list, info, check, scope and\n"
+               "contexts page their output through $SYSTEMD_PAGER, $PAGER or less\n"
+               "(empty or cat: none).\n\n"
                "Exit status: 0 success, 1 failure, 2 usage error, 3 the hot reset is\n"
                "refused or not possible (check, scope, reset, reset-device).\n");
 }
@@ -303,5 +307,7 @@ int main(int argc, char *argv[]) {
                 return EXIT_USAGE;
         }
         current_verb = v;
+        if (v->pager)
+                pager_open();
         return v->run((int) n_args, vargv + optind);
 }

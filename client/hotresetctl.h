@@ -28,6 +28,7 @@ extern bool arg_legend;
 extern bool arg_names;        /* vendor and device names from the hwdb */
 extern bool arg_ask_password; /* start a polkit agent on a terminal */
 extern bool arg_verbose;      /* D-Bus error names after the messages */
+extern bool arg_pager;        /* page long output on a terminal */
 
 typedef struct Verb {
         const char *name;
@@ -45,6 +46,8 @@ typedef struct Verb {
         /* The verb changes state: polkit may want to ask the user, so a
          * polkit agent is started on a terminal (see polkit-agent.h). */
         bool interactive;
+        /* The output can be long: page it on a terminal (pager.h). */
+        bool pager;
 } Verb;
 
 extern const Verb verb_status, verb_list, verb_info, verb_check, verb_scope, verb_acquire, verb_release,

@@ -266,8 +266,24 @@ int table_print(Table *t, FILE *f, bool legend) {
         return fflush(f) == 0 ? 0 : -errno;
 }
 
+/* Remembered before a pager takes stdout (terminal_remember). */
+static bool stdout_remembered = false;
+static bool stdout_tty = false;
+static size_t stdout_columns = 0;
+
+void terminal_remember(void) {
+        (void) colors_enabled();
+        stdout_tty = isatty(STDOUT_FILENO);
+        stdout_columns = terminal_columns_of(STDOUT_FILENO);
+        stdout_remembered = true;
+}
+
+bool stdout_is_terminal(void) {
+        return stdout_remembered ? stdout_tty : isatty(STDOUT_FILENO);
+}
+
 size_t terminal_columns(void) {
-        return terminal_columns_of(STDOUT_FILENO);
+        return stdout_remembered ? stdout_columns : terminal_columns_of(STDOUT_FILENO);
 }
 
 size_t terminal_columns_of(int fd) {
@@ -292,7 +308,7 @@ void print_folded(const char *text, size_t indent) {
 }
 
 void fprint_folded(FILE *f, const char *text, size_t indent) {
-        size_t cols = terminal_columns_of(fileno(f)), col = indent;
+        size_t cols = f == stdout ? terminal_columns() : terminal_columns_of(fileno(f)), col = indent;
         const char *p = text;
         bool first = true;
 
@@ -348,7 +364,7 @@ bool colors_enabled(void) {
         e = getenv("TERM");
         if (e && streq(e, "dumb"))
                 return (colors_cached = 0);
-        return (colors_cached = isatty(STDOUT_FILENO));
+        return (colors_cached = stdout_is_terminal());
 }
 
 const char *ansi_red(void) {
@@ -370,7 +386,7 @@ const char *ansi_normal(void) {
 int json_print(json_object *o, bool line) {
         int flags = JSON_C_TO_STRING_NOSLASHESCAPE;
 
-        bool pretty = arg_json == JSON_PRETTY || (arg_json == JSON_AUTO && isatty(STDOUT_FILENO));
+        bool pretty = arg_json == JSON_PRETTY || (arg_json == JSON_AUTO && stdout_is_terminal());
         flags |= !line && pretty ? JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED : JSON_C_TO_STRING_PLAIN;
         const char *s = json_object_to_json_string_ext(o, flags);
         if (!s)

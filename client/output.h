@@ -60,6 +60,10 @@ const char *ansi_normal(void);
 /* The width of the terminal on stdout (or fd), or 0 when it is not one. */
 size_t terminal_columns(void);
 size_t terminal_columns_of(int fd);
+/* Whether stdout is a terminal, and its width and colours, remembered
+ * before a pager takes stdout over (pager.h). */
+void terminal_remember(void);
+bool stdout_is_terminal(void);
 
 /* Prints text folded to the terminal's width at spaces (never inside a
  * word), the cursor being at column `indent`, continuation lines indented

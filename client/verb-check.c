@@ -166,4 +166,5 @@ const Verb verb_check = {
         .min_args = 1,
         .max_args = 1,
         .run = run,
+        .pager = true,
 };

@@ -225,4 +225,5 @@ const Verb verb_contexts = {
         .min_args = 0,
         .max_args = 0,
         .run = run,
+        .pager = true,
 };

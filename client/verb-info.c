@@ -178,4 +178,5 @@ const Verb verb_info = {
         .min_args = 1,
         .max_args = 1,
         .run = run,
+        .pager = true,
 };

@@ -132,4 +132,5 @@ const Verb verb_list = {
         .min_args = 0,
         .max_args = 0,
         .run = run,
+        .pager = true,
 };

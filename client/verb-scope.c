@@ -374,4 +374,5 @@ const Verb verb_scope = {
         .min_args = 1,
         .max_args = 1,
         .run = run,
+        .pager = true,
 };

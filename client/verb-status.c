@@ -135,4 +135,5 @@ const Verb verb_status = {
         .min_args = 0,
         .max_args = 0,
         .run = run,
+        .pager = true,
 };

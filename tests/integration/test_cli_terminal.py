@@ -4,6 +4,8 @@
 size and the test reads the screen.
 
 - colour on a terminal, not when piped; NO_COLOR and SYSTEMD_COLORS;
+- the pager ($SYSTEMD_PAGER, $PAGER; --no-pager), fed output made for the
+  terminal behind it;
 - 80 columns: tables fit (long cells end in "…"), the verdict and the hints
   are folded at spaces, and the terminal never wraps a line;
 - the polkit agent: with the real polkitd and a rule that answers
@@ -155,6 +157,56 @@ class TerminalTest(harness.HotresetdTestCase):
         # ...and on the terminal the same words, none of them split.
         self.assertEqual(words(screen), words(full))
         self.assertIn('`driverctl', screen)
+
+    def test_pager(self):
+        ctl = cli_util.ctl_binary()
+        description = 'described at such length that the column cannot hold it on eighty columns at all'
+        self.piped('acquire', f'--description={description}', NVME)
+
+        def tee(name):
+            """A pager that passes the output on and keeps a copy."""
+            path = os.path.join(self.env.tmpdir, name)
+            return path, f'tee {shlex.quote(path)}'
+
+        path, pager = tee('paged')
+        t, rc = self.on_terminal([ctl, 'contexts'], env=self.term_env(SYSTEMD_PAGER=pager))
+        self.assertEqual(rc, 0)
+        with open(path) as f:
+            paged = f.read()
+        # Made for the terminal behind the pager: coloured, fitted to it.
+        self.assertIn(ESC, paged)
+        plain = re.sub(r'\x1b\[[0-9;]*m', '', paged)
+        self.assertEqual([line.rstrip() for line in plain.splitlines()],
+                         [line.rstrip() for line in t.output().splitlines()])
+        self.assertTrue(plain.splitlines()[1].rstrip().endswith('…'), plain)
+        self.assert_fits(t, 80)
+
+        # --no-pager, SYSTEMD_PAGER=cat or empty: no pager.
+        for i, (args, env) in enumerate(((['--no-pager'], None), ([], 'cat'), ([], ''))):
+            with self.subTest(args=args, env=env):
+                p, cmd = tee(f'not-paged-{i}')
+                t, rc = self.on_terminal([ctl] + args + ['contexts'],
+                                         env=self.term_env(SYSTEMD_PAGER=cmd if env is None else env))
+                self.assertEqual(rc, 0)
+                self.assertTrue(t.output().startswith('CONTEXT'), t.output())
+                self.assertFalse(os.path.exists(p))
+        # PAGER when SYSTEMD_PAGER is not set.
+        p, cmd = tee('pager')
+        e = self.term_env(PAGER=cmd)
+        e.pop('SYSTEMD_PAGER', None)
+        t, rc = self.on_terminal([ctl, 'status'], env=e)
+        self.assertEqual(rc, 0)
+        with open(p) as f:
+            self.assertIn('Version', f.read())
+        # Piped: never a pager.
+        p, cmd = tee('piped')
+        self.piped('contexts', SYSTEMD_PAGER=cmd)
+        self.assertFalse(os.path.exists(p))
+        # A verb that may ask for a password is not paged.
+        p, cmd = tee('reset')
+        t, rc = self.on_terminal([ctl, 'reset', '--context=1', NVME], env=self.term_env(SYSTEMD_PAGER=cmd))
+        self.assertEqual(rc, 0, t.output())
+        self.assertFalse(os.path.exists(p))
 
     def test_errors_fold_at_spaces(self):
         ctl = cli_util.ctl_binary()
