@@ -25,6 +25,7 @@ static int parse_option(int c, const char *arg) {
 
 static int run(int argc, char *argv[]) {
         _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+        _cleanup_json_ json_object *out = NULL;
         _cleanup_free_ char *check = NULL;
         int r;
 
@@ -36,6 +37,9 @@ static int run(int argc, char *argv[]) {
         if (arg_context && parse_context_arg(arg_context, &check) < 0)
                 return EXIT_USAGE;
         if (bus_open(&bus) < 0)
+                return EXIT_ERROR;
+        out = json_object_new_array();
+        if (!out)
                 return EXIT_ERROR;
 
         for (int i = 0; i < argc; i++) {
@@ -57,6 +61,20 @@ static int run(int argc, char *argv[]) {
                 }
                 if (!arg_json && arg_legend)
                         printf("Detached %s from %s.\n", address, context_short_name(context));
+                json_object *o = json_object_new_object();
+                if (!o || json_object_array_add(out, o) < 0 ||
+                    json_add(o, "address", json_object_new_string(address)) < 0 ||
+                    json_add(o, "context", json_object_new_string(context)) < 0) {
+                        json_object_put(o);
+                        return EXIT_ERROR;
+                }
+        }
+        if (arg_json) {
+                _cleanup_json_ json_object *result = json_object_new_object();
+                if (!result || json_add(result, "detached", json_object_get(out)) < 0 ||
+                    json_add(result, "emulated", json_object_new_boolean(bus_is_emulated(bus))) < 0)
+                        return EXIT_ERROR;
+                return json_print(result, false) < 0 ? EXIT_ERROR : EXIT_OK;
         }
         print_emulated_note(bus);
         return EXIT_OK;
@@ -69,7 +87,8 @@ const Verb verb_detach = {
         .help = "The daemon closes its file of each device; the context keeps the others.\n"
                 "Without --context, each device is detached from the context holding it.\n\n"
                 "  --context=CONTEXT   Detach from this context (N, context/N or its path)\n\n"
-                "Prints one line per device (none with --no-legend or --json).\n",
+                "Prints one line per device (none with --no-legend).\n"
+                "--json: {detached: [{address, context}], emulated}.\n",
         .min_args = 1,
         .max_args = UINT32_MAX,
         .options = options,

@@ -302,9 +302,15 @@ class LeaseVerbsTest(CliTestCase):
         # Named, the daemon answers NotAttached.
         _, err = self.ctl('--verbose', 'detach', f'--context={n}', NVME, rc=1)
         self.assertIn('NotAttached', err)
-        # --no-legend / --json: quiet.
+        # --no-legend: quiet; --json: what was detached from where.
         out, _ = self.ctl('--no-legend', 'detach', VF0)
         self.assertEqual(out, '')
+        self.assertEqual(self.env.get_all(path, CONTEXT_IFACE)['Devices'], [])
+        self.env.call(path, CONTEXT_IFACE, 'AttachDevice', 'sa{sv}', VF0, '0')
+        self.env.call(path, CONTEXT_IFACE, 'AttachDevice', 'sa{sv}', NVME, '0')
+        result = self.ctl_json('detach', VF0, NVME, mode='pretty')
+        self.assertEqual(result, {'detached': [{'address': VF0, 'context': path}, {'address': NVME, 'context': path}],
+                                  'emulated': True})
         self.assertEqual(self.env.get_all(path, CONTEXT_IFACE)['Devices'], [])
         # The context stays.
         self.assertEqual([c['path'] for c in self.ctl_json('contexts')], [path])
@@ -330,6 +336,14 @@ class LeaseVerbsTest(CliTestCase):
         _, err = self.ctl('reset-device', '--context=77', NVME, rc=1)
         self.assertIn('no context 77', err)
         self.ctl('reset-device', rc=2)
+
+    def test_run_says_emulated(self):
+        # run's stdout is COMMAND's: the note goes to stderr.
+        out, err = self.ctl('run', '--device', NVME, '--', 'sh', '-c', 'echo vmm ran')
+        self.assertEqual(out, 'vmm ran\n')
+        self.assertIn('emulated machine', err)
+        _, err = self.ctl('--no-legend', 'run', '--device', NVME, '--', 'true')
+        self.assertEqual(err, '')
 
     def test_reload(self):
         self.env.write_config('[Limits]\nContextsPerUser=7\n')
