@@ -20,6 +20,8 @@
 #define POLKIT_AGENT_BINARY_PATH "/usr/bin/pkttyagent"
 #endif
 
+#define AGENT_REGISTER_TIMEOUT_MSEC 10000
+
 static pid_t agent_pid = 0;
 
 void polkit_agent_close(void) {
@@ -82,12 +84,12 @@ int polkit_agent_open(void) {
         atexit(polkit_agent_close);
 
         /* pkttyagent closes the fd once it has registered with polkit (or
-         * exits when it cannot): either way, go on then. */
+         * exits when it cannot): either way, go on then. A polkitd that
+         * does not answer is not waited for longer than the daemon would
+         * wait for it: the call then fails with the daemon's message. */
         struct pollfd p = { .fd = pipe_fd[0], .events = POLLIN };
-        char c;
-        while (poll(&p, 1, -1) < 0 && errno == EINTR)
-                ;
-        while (read(pipe_fd[0], &c, 1) > 0)
+        int r;
+        while ((r = poll(&p, 1, AGENT_REGISTER_TIMEOUT_MSEC)) < 0 && errno == EINTR)
                 ;
         close(pipe_fd[0]);
         return 1;
