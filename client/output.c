@@ -21,6 +21,7 @@ struct Table {
         struct libscols_line *line;   /* the row being filled */
         struct libscols_line *parent; /* parent of new rows (trees) */
         bool *ellipsize;
+        ssize_t wrap; /* the column folded into lines at spaces, or -1 */
 };
 
 Table *table_new(const char *const *headers, size_t n_columns) {
@@ -28,6 +29,7 @@ Table *table_new(const char *const *headers, size_t n_columns) {
         if (!t)
                 return NULL;
         t->n_columns = n_columns;
+        t->wrap = -1;
         t->ellipsize = calloc(n_columns ? n_columns : 1, sizeof(bool));
         t->tb = scols_new_table();
         if (!t->ellipsize || !t->tb)
@@ -60,6 +62,13 @@ int table_set_ellipsize(Table *t, size_t c) {
          * cut is marked with "…" in table_print. No WRAP: never a second
          * line, so never a word split across lines. */
         return scols_column_set_flags(cl, scols_column_get_flags(cl) | SCOLS_FL_TRUNC);
+}
+
+int table_set_wrap(Table *t, size_t c) {
+        if (c >= t->n_columns)
+                return -EINVAL;
+        t->wrap = (ssize_t) c;
+        return 0;
 }
 
 int table_set_tree(Table *t, size_t c) {
@@ -223,6 +232,107 @@ static int mark_cuts(Table *t) {
         return 0;
 }
 
+/* text folded at spaces into lines of at most `width` columns joined by
+ * newlines (a word longer than that is cut). */
+static char *fold_lines(const char *text, size_t width) {
+        char *buf = NULL;
+        size_t size = 0, col = 0;
+        FILE *m = open_memstream(&buf, &size);
+        const char *p = text;
+
+        if (!m)
+                return NULL;
+        while (*p) {
+                size_t n = strcspn(p, " ");
+                _cleanup_free_ char *word = strndup(p, n);
+                if (!word) {
+                        fclose(m);
+                        free(buf);
+                        return NULL;
+                }
+                size_t w = display_width(word);
+                if (col > 0 && col + 1 + w > width) {
+                        fputc('\n', m);
+                        col = 0;
+                } else if (col > 0) {
+                        fputc(' ', m);
+                        col++;
+                }
+                while (w > width) { /* a word wider than the column */
+                        _cleanup_free_ char *head = ellipsize(word, width);
+                        size_t cut = head ? strlen(head) - (utf8_locale() ? strlen("…") : 3) : 0;
+                        if (cut == 0)
+                                break;
+                        fprintf(m, "%.*s\n", (int) cut, word);
+                        memmove(word, word + cut, strlen(word + cut) + 1);
+                        w = display_width(word);
+                }
+                fputs(word, m);
+                col += w;
+                p += n;
+                while (*p == ' ')
+                        p++;
+        }
+        if (fclose(m) != 0) {
+                free(buf);
+                return NULL;
+        }
+        return buf;
+}
+
+/* The wrap column gets what the other columns leave of the terminal; its
+ * cells are folded at spaces to that and shown as several lines. Returns
+ * false when too little is left (then it is ellipsized instead). */
+static int fold_wrap_column(Table *t, size_t cols, bool legend) {
+        struct libscols_iter *itr;
+        struct libscols_line *ln;
+        size_t c = (size_t) t->wrap, used = 0;
+        _cleanup_free_ size_t *widths = calloc(t->n_columns, sizeof(size_t));
+
+        if (!widths)
+                return -ENOMEM;
+        for (size_t k = 0; k < t->n_columns; k++)
+                if (legend)
+                        widths[k] = display_width(scols_cell_get_data(
+                                scols_column_get_header(scols_table_get_column(t->tb, k))) ?: "");
+        itr = scols_new_iter(SCOLS_ITER_FORWARD);
+        if (!itr)
+                return -ENOMEM;
+        while (scols_table_next_line(t->tb, itr, &ln) == 0)
+                for (size_t k = 0; k < t->n_columns; k++) {
+                        size_t w = display_width(scols_cell_get_data(scols_line_get_cell(ln, k)) ?: "");
+                        if (w > widths[k])
+                                widths[k] = w;
+                }
+        for (size_t k = 0; k < t->n_columns; k++)
+                if (k != c)
+                        used += widths[k] + 2;
+        if (used + 16 > cols || widths[c] + used <= cols) {
+                scols_free_iter(itr);
+                return widths[c] + used <= cols ? 1 : 0;
+        }
+
+        size_t avail = cols - used;
+        scols_reset_iter(itr, SCOLS_ITER_FORWARD);
+        while (scols_table_next_line(t->tb, itr, &ln) == 0) {
+                const char *data = scols_cell_get_data(scols_line_get_cell(ln, c));
+                if (!data || display_width(data) <= avail)
+                        continue;
+                char *folded = fold_lines(data, avail);
+                if (!folded || scols_line_refer_data(ln, c, folded) < 0) {
+                        free(folded);
+                        scols_free_iter(itr);
+                        return -ENOMEM;
+                }
+        }
+        scols_free_iter(itr);
+        struct libscols_column *cl = scols_table_get_column(t->tb, c);
+        (void) scols_column_set_safechars(cl, "\n"); /* the line breaks, not \x0a */
+        (void) scols_column_set_wrapfunc(cl, scols_wrapnl_chunksize, scols_wrapnl_nextchunk, NULL);
+        (void) scols_column_set_flags(cl, scols_column_get_flags(cl) | SCOLS_FL_WRAP);
+        return 1;
+}
+
 int table_print(Table *t, FILE *f, bool legend) {
         size_t cols = terminal_columns();
         int r;
@@ -254,6 +364,13 @@ int table_print(Table *t, FILE *f, bool legend) {
         if (cols > 0 && f == stdout) {
                 (void) scols_table_set_termforce(t->tb, SCOLS_TERMFORCE_ALWAYS);
                 (void) scols_table_set_termwidth(t->tb, cols);
+                if (t->wrap >= 0) {
+                        r = fold_wrap_column(t, cols, legend);
+                        if (r < 0)
+                                return r;
+                        if (r == 0 && (r = table_set_ellipsize(t, (size_t) t->wrap)) < 0)
+                                return r;
+                }
                 r = mark_cuts(t);
                 if (r < 0)
                         return r;

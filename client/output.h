@@ -27,6 +27,10 @@ static inline void table_freep(Table **t) {
 
 /* Column c may be shortened to fit the terminal. */
 int table_set_ellipsize(Table *t, size_t c);
+/* On a terminal, the cells of column c that do not fit are folded at
+ * spaces into several lines (ellipsized when too little room is left).
+ * For one column of a table that is not a tree. */
+int table_set_wrap(Table *t, size_t c);
 /* Column c draws the tree; rows added after table_set_parent(t, row) are
  * children of row (NULL: top level). */
 int table_set_tree(Table *t, size_t c);

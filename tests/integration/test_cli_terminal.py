@@ -208,6 +208,23 @@ class TerminalTest(harness.HotresetdTestCase):
         self.assertEqual(rc, 0, t.output())
         self.assertFalse(os.path.exists(p))
 
+    def test_check_reason_wraps_at_spaces(self):
+        ctl = cli_util.ctl_binary()
+        t, rc = self.on_terminal([ctl, 'check', GPU])
+        self.assertEqual(rc, 3)
+        self.assert_fits(t, 80)
+        screen = t.output()
+        piped = self.piped('check', GPU, rc=3)
+        self.assertGreater(max(len(line) for line in piped.splitlines()), 80)
+        # Every word there, none split; the reason continues in its column.
+        self.assertEqual(sorted(words(screen)), sorted(words(piped)))
+        lines = screen.splitlines()
+        reason_at = lines[2].index('REASON')
+        continued = [line for line in lines[4:] if not line.startswith('0000:')]
+        self.assertTrue(continued, screen)
+        for line in continued:
+            self.assertEqual(len(line) - len(line.lstrip(' ')), reason_at, line)
+
     def test_errors_fold_at_spaces(self):
         ctl = cli_util.ctl_binary()
         t, rc = self.on_terminal([ctl, '--verbose', 'reset', GPU])
