@@ -83,7 +83,7 @@ static void print_field(const Field *f, json_object *value) {
                 puts(json_object_get_boolean(value) ? "yes" : "no");
                 break;
         case KIND_POSSIBLE:
-                puts(json_object_get_boolean(value) ? "possible" : "not possible (see: hotresetctl check)");
+                puts(json_object_get_boolean(value) ? "possible" : "not possible (see: hotresetctl scope)");
                 break;
         case KIND_GROUP: {
                 int64_t g = json_object_get_int64(value);
@@ -94,10 +94,14 @@ static void print_field(const Field *f, json_object *value) {
                 break;
         }
         case KIND_STRV: {
+                /* Folded at spaces on a terminal: a bus can hold many. */
                 size_t n = json_object_array_length(value);
+                _cleanup_strv_free_ char **l = NULL;
                 for (size_t i = 0; i < n; i++)
-                        printf("%s%s", i ? " " : "", json_object_get_string(json_object_array_get_idx(value, i)));
-                puts(n ? "" : "-");
+                        if (strv_extend(&l, json_object_get_string(json_object_array_get_idx(value, i))) < 0)
+                                return;
+                _cleanup_free_ char *joined = n ? strv_join(l, " ") : NULL;
+                print_folded(joined ?: "-", LABEL_WIDTH + 2);
                 break;
         }
         case KIND_CONTEXT:

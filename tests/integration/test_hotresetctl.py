@@ -358,7 +358,7 @@ Reset methods: bus
   Reset scope: bus
      Affected: 0000:01:00.0 0000:01:00.1
       Context: -
-    Hot reset: not possible (see: hotresetctl check)
+    Hot reset: not possible (see: hotresetctl scope)
 '''
         for address in (GPU, '01:00.0', '0000:01:00.0'.upper()):
             with self.subTest(address=address):
