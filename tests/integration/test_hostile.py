@@ -112,7 +112,8 @@ def default_value(t):
     """A harmless value of type t for the arguments a case does not attack."""
     return {'s': dbus.String(LONE), 'u': dbus.UInt32(7), 'b': dbus.Boolean(False), 'i': dbus.Int32(-1),
             'v': dbus.String('x', variant_level=1), 'ay': dbus.ByteArray(b'\0\1'),
-            'a{sv}': dbus.Dictionary({}, signature='sv'), 'as': dbus.Array([], signature='s')}[t]
+            'a{sv}': dbus.Dictionary({}, signature='sv'), 'as': dbus.Array([], signature='s'),
+            'a{ss}': dbus.Dictionary({'Persistent': 'true'}, signature='ss')}[t]
 
 
 class Case:
@@ -158,7 +159,7 @@ class Case:
 def wrong_signature_cases(path, iface, method, in_args):
     expected = ''.join(t for _, t in in_args)
     costly = (iface, method) in ((OM_IFACE, 'GetManagedObjects'), (MANAGER_IFACE, 'ListDevices'))
-    for sig in ('', 'u', expected + 's', 'ay', 'a{sv}', 'v'):
+    for sig in ('', 'u', expected + 's', 'ay', 'a{sv}', 'a{ss}', 'v'):
         if sig == expected:
             continue
         args = [default_value(t) for t in [str(t) for t in dbus.Signature(sig)]]
