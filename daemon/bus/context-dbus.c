@@ -10,6 +10,7 @@
 #include "bus-util.h"
 #include "context-dbus.h"
 #include "context.h"
+#include "lease-store.h"
 #include "log.h"
 #include "manager.h"
 #include "reset-job.h"
@@ -221,6 +222,7 @@ static int method_adopt(sd_bus_message *msg, void *userdata, sd_bus_error *error
         log_info("%s: adopted by %s (uid %u), was %s's.", c->path, owner, (unsigned) uid, c->owner);
         free(c->owner);
         c->owner = owner;
+        lease_store_save(c->manager, c);
         (void) sd_bus_emit_properties_changed(sd_bus_message_get_bus(msg), c->path, CONTEXT_INTERFACE, "Owner",
                                               NULL);
         return sd_bus_reply_method_return(msg, NULL);

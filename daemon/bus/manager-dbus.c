@@ -729,5 +729,12 @@ int manager_connect_bus(Manager *m) {
         r = sd_bus_request_name(m->bus, BROKER_BUS_NAME, 0);
         if (r < 0)
                 return log_error_errno(r, "Failed to acquire the bus name %s: %m", BROKER_BUS_NAME);
+
+        /* Leases restored from the file descriptor store whose owner's
+         * connection is their lifetime: the owner may have left while the
+         * daemon was away (the match above sees only what comes now). */
+        for (size_t i = 0; i < m->n_contexts; i++)
+                if (m->contexts[i]->lifetime == CONTEXT_CONNECTION)
+                        owner_watch_check(m, m->contexts[i]);
         return 0;
 }
