@@ -239,10 +239,24 @@ class ChurnTests:
         self.assertFdCount(fds, 'after the churn')
         self.assertNoContexts()
 
+        if self.FD_STORE:
+            # Nothing of the dead clients' leases is left in the store.
+            self.assertEqual(self.env.daemon.stored_names(), [])
+            runtime = self.env.fd_store_env()['RUNTIME_DIRECTORY']
+            self.assertEqual([f for f in os.listdir(os.path.join(runtime, 'leases')) if f.endswith('.json')], [])
+
+            # From here on, a daemon started afresh is the baseline.
+            self.env.restart_daemon(signal.SIGTERM)
+            fds = self.fd_count()
+
         # Every device can be leased and reset again.
         ctx = self.persistent_context('after the churn')
         for a in DEVICES:
             self.busctl_call(ctx, CONTEXT_IFACE, 'AttachDevice', 'sa{sv}', a, 0)
+        if self.FD_STORE:
+            # And the lease of all of them survives a crash of the daemon.
+            self.env.restart_daemon(signal.SIGKILL)
+            self.assertEqual(self.env.call_manager('ListContexts')[1][0][0][0], ctx)
         for scope, kind in SCOPES:
             if kind == 'hot':
                 self.assertEqual(self.busctl_call(ctx, CONTEXT_IFACE, 'HotReset', 's', scope[0])[0],
@@ -263,6 +277,14 @@ class CdevChurnTest(ChurnTests, LeaseTestCase):
 class GroupChurnTest(ChurnTests, LeaseTestCase):
     CDEV = False
     MACHINE = load_machine('leases.json', cdev=False, reset_delay_ms=RESET_DELAY_MS)
+
+
+class CdevChurnStoreTest(ChurnTests, LeaseTestCase):
+    """As under systemd with a file descriptor store: every lease's files
+    go to the store and leave it again when the killed client's lease goes."""
+    CDEV = True
+    FD_STORE = True
+    MACHINE = load_machine('leases.json', cdev=True, reset_delay_ms=RESET_DELAY_MS)
 
 
 if __name__ == '__main__':
