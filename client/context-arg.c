@@ -6,6 +6,21 @@
 #include "context-arg.h"
 #include "hotresetctl.h"
 
+const char *arg_context = NULL;
+
+const struct option context_options[] = {
+        { "context", required_argument, NULL, ARG_CONTEXT },
+        {},
+};
+
+int context_option_parse(int c, const char *arg) {
+        if (c == ARG_CONTEXT) {
+                arg_context = arg;
+                return 0;
+        }
+        return usage_error("unhandled option");
+}
+
 int resolve_context(sd_bus *bus, const char *context_arg, const char *address, const char *device_path,
                     char **ret_path) {
         _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;

@@ -3,7 +3,15 @@
  * that holds the device. */
 #pragma once
 
+#include <getopt.h>
 #include <systemd/sd-bus.h>
+
+/* The --context=N option the device verbs share: the table to use as
+ * Verb.options and its Verb.parse_option; the value (NULL if not given) is
+ * in arg_context. */
+extern const struct option context_options[];
+extern const char *arg_context;
+int context_option_parse(int c, const char *arg);
 
 /* context_arg (from --context, or NULL) parsed; when NULL, the Context
  * property of the device. Prints why on failure: -EINVAL a usage error

@@ -9,21 +9,6 @@
 #include "hotresetctl.h"
 #include "output.h"
 
-static const char *arg_context = NULL;
-
-static const struct option options[] = {
-        { "context", required_argument, NULL, ARG_CONTEXT },
-        {},
-};
-
-static int parse_option(int c, const char *arg) {
-        if (c == ARG_CONTEXT) {
-                arg_context = arg;
-                return 0;
-        }
-        return usage_error("unhandled option");
-}
-
 static int run(int argc, char *argv[]) {
         _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
         _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
@@ -77,8 +62,8 @@ const Verb verb_reset_device = {
                 "--json: {address, context, emulated}.\n",
         .min_args = 1,
         .max_args = 1,
-        .options = options,
-        .parse_option = parse_option,
+        .options = context_options,
+        .parse_option = context_option_parse,
         .run = run,
         .interactive = true,
 };

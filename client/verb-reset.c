@@ -6,23 +6,9 @@
 #include <stdio.h>
 
 #include "bus.h"
+#include "context-arg.h"
 #include "hotresetctl.h"
 #include "output.h"
-
-static const char *arg_context = NULL;
-
-static const struct option options[] = {
-        { "context", required_argument, NULL, ARG_CONTEXT },
-        {},
-};
-
-static int parse_option(int c, const char *arg) {
-        if (c == ARG_CONTEXT) {
-                arg_context = arg;
-                return 0;
-        }
-        return usage_error("unhandled option");
-}
 
 static int hot_reset(sd_bus *bus, const char *context, const char *address, sd_bus_error *error,
                      sd_bus_message **reply) {
@@ -114,8 +100,8 @@ const Verb verb_reset = {
                 "--json: {address, context, affected, emulated}.\n",
         .min_args = 1,
         .max_args = 1,
-        .options = options,
-        .parse_option = parse_option,
+        .options = context_options,
+        .parse_option = context_option_parse,
         .run = run,
         .interactive = true,
 };
