@@ -44,7 +44,7 @@ import harness  # noqa: E402
 import hostile_caller  # noqa: E402
 import test_hostile as th  # noqa: E402
 from harness import BUS_NAME, ROOT_PATH, device_path  # noqa: E402
-from contexts_util import (CONTEXT_IFACE, ERR_ACCESS_DENIED, ERR_IN_USE, MANAGER_IFACE,  # noqa: E402
+from contexts_util import (CONTEXT_IFACE, ERR_ACCESS_DENIED, ERR_IN_USE, ERR_UNSUPPORTED, MANAGER_IFACE,  # noqa: E402
                            LeaseTestCase, load_machine)
 
 USER = 'hrd-hostile'
@@ -149,13 +149,36 @@ def valid_call(path, iface, method, sig='', *args):
     return UCase('valid arguments', path, iface, method, sig, list(args), ())
 
 
+def log_control_cases(conn):
+    """org.freedesktop.LogControl1, which test_hostile.py's objects do not
+    include: wrong signatures on all it serves, and hostile values for its
+    writable properties. Writing them needs CAP_SYS_ADMIN, which no polkit
+    rule gives: refused with the property named, whatever the string (a
+    value of another type is refused first, by sd-bus, naming both)."""
+    cases = []
+    for iface, methods in th.introspect(conn, LOG_CONTROL_PATH).items():
+        for method, in_args in methods.items():
+            cases += [UCase.like(c) for c in th.wrong_signature_cases(LOG_CONTROL_PATH, iface, method, in_args)]
+    for prop in ('LogLevel', 'LogTarget'):
+        for value in th.BAD_STRINGS + ['debug', 'console']:
+            cases.append(UCase.like(valid_call(LOG_CONTROL_PATH, th.PROPS_IFACE, 'Set', 'ssv', LOG_CONTROL_IFACE,
+                                               prop, dbus.String(value, variant_level=1)),
+                                    ERR_ACCESS_DENIED, (prop,)))
+        for value in (dbus.UInt32(7, variant_level=1), dbus.Array(['debug'], signature='s', variant_level=1)):
+            cases.append(UCase.like(valid_call(LOG_CONTROL_PATH, th.PROPS_IFACE, 'Set', 'ssv', LOG_CONTROL_IFACE,
+                                               prop, value), th.ERR_INVALID_ARGS, (f"'{prop}'", "expected 's'")))
+    cases.append(UCase.like(valid_call(LOG_CONTROL_PATH, th.PROPS_IFACE, 'Set', 'ssv', LOG_CONTROL_IFACE,
+                                       'SyslogIdentifier', dbus.String('x', variant_level=1)),
+                            th.ERR_PROPERTY_READ_ONLY, ('SyslogIdentifier',)))
+    return cases
+
+
 def dict_sv(d):
     return dbus.Dictionary(d, signature='sv')
 
 
 class UnprivilegedHostileTests:
-    CDEV = True
-    MACHINE = load_machine('leases.json', cdev=True)
+    """Model-independent: CDEV and MACHINE come from the subclass."""
     DAEMON_ENV = th.HostileTests.DAEMON_ENV
 
     # Borrowed from test_hostile.py: the same objects, cases and state.
@@ -171,6 +194,7 @@ class UnprivilegedHostileTests:
         self.env.allow_other_users()
         self.user = harness.ensure_user(USER)
         self.conn = dbus.bus.BusConnection(self.env.bus.address)
+        self.log_control0 = self.log_control()
 
     def tearDown(self):
         self.conn.close()
@@ -231,7 +255,12 @@ class UnprivilegedHostileTests:
                     f'({", ".join(f"{k} {v}" for k, v in names.most_common())})')
         return len(cases) + len(answers)
 
+    def log_control(self):
+        return {p: str(self.call(LOG_CONTROL_PATH, th.PROPS_IFACE, 'Get', 'ss', LOG_CONTROL_IFACE, p))
+                for p in ('LogLevel', 'LogTarget')}
+
     def assertBaseline(self, contexts, holders, fds, what):
+        self.assertEqual(self.log_control(), self.log_control0, what)
         self.assertEqual(self.contexts(), contexts, what)
         self.assertEqual(self.holders(), holders, what)
         self.assertFdCount(fds, what)
@@ -239,7 +268,7 @@ class UnprivilegedHostileTests:
         self.assertDaemonRunning()
 
 
-class RefusedHostileTest(UnprivilegedHostileTests, LeaseTestCase):
+class RefusedHostileTests(UnprivilegedHostileTests):
     """No polkit rule: the caller owns nothing and may change nothing."""
     POLKIT_RULES = {}
 
@@ -285,6 +314,7 @@ class RefusedHostileTest(UnprivilegedHostileTests, LeaseTestCase):
             valid_call(ROOT_PATH, MANAGER_IFACE, 'ListContexts').ok(
                 lambda r: sorted(c[0] for c in r[0]) == contexts1),
         ]
+        cases += log_control_cases(self.conn)
         n = self.attack(cases, 'no polkit rule')
         self.assertBaseline(contexts1, holders1, fds1, 'after the refused hostile calls')
         self.assertNotIn('authorizes', self.daemon.log())
@@ -295,7 +325,7 @@ class RefusedHostileTest(UnprivilegedHostileTests, LeaseTestCase):
                     f'({len(covered)} methods)')
 
 
-class GrantedHostileTest(UnprivilegedHostileTests, LeaseTestCase):
+class GrantedHostileTests(UnprivilegedHostileTests):
     """A rule grants the caller every hotresetd action: it attacks a
     context of its own, and gets what root gets."""
     POLKIT_RULES = {'10-hotresetd-hostile.rules': GRANT_RULES}
@@ -326,9 +356,11 @@ class GrantedHostileTest(UnprivilegedHostileTests, LeaseTestCase):
             UCase.like(valid_call(ROOT_PATH, MANAGER_IFACE, 'HotReset', 'sa{sv}', nvme, dict_sv({})), ERR_IN_USE,
                        (nvme, ctx)),
             valid_call(ctx, CONTEXT_IFACE, 'GetHotResetInfo', 's', nvme).ok(lambda r: [e[0] for e in r[1]] == [nvme]),
-            valid_call(ctx, CONTEXT_IFACE, 'OpenIommufd').ok(lambda r: r == [{'unix_fd': True}]),
+            valid_call(ctx, CONTEXT_IFACE, 'OpenIommufd').ok(lambda r: r == [{'unix_fd': True}]) if self.CDEV else
+            UCase.like(valid_call(ctx, CONTEXT_IFACE, 'OpenIommufd'), ERR_UNSUPPORTED, (ctx, 'no iommufd')),
             valid_call(ROOT_PATH, MANAGER_IFACE, 'Reload').ok(lambda r: r == []),
         ]
+        cases += log_control_cases(self.conn)
         n = self.attack(cases, 'a rule granting every action')
         self.assertBaseline(contexts1, holders1, fds1, 'after the granted hostile calls')
 
@@ -337,6 +369,26 @@ class GrantedHostileTest(UnprivilegedHostileTests, LeaseTestCase):
         self.assertBaseline(contexts0, holders0, fds0, 'after the caller released its context')
         harness.log(f'{self.backend()}: {n} hostile calls by a caller polkit allows answered as root\'s '
                     f'({len(covered)} methods)')
+
+
+class CdevRefusedTest(RefusedHostileTests, LeaseTestCase):
+    CDEV = True
+    MACHINE = load_machine('leases.json', cdev=True)
+
+
+class GroupRefusedTest(RefusedHostileTests, LeaseTestCase):
+    CDEV = False
+    MACHINE = load_machine('leases.json', cdev=False)
+
+
+class CdevGrantedTest(GrantedHostileTests, LeaseTestCase):
+    CDEV = True
+    MACHINE = load_machine('leases.json', cdev=True)
+
+
+class GroupGrantedTest(GrantedHostileTests, LeaseTestCase):
+    CDEV = False
+    MACHINE = load_machine('leases.json', cdev=False)
 
 
 if __name__ == '__main__':
