@@ -43,7 +43,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 import hostile_caller  # noqa: E402
 import test_hostile as th  # noqa: E402
-from harness import BUS_NAME, ROOT_PATH, device_path  # noqa: E402
+from harness import ROOT_PATH, device_path  # noqa: E402
 from contexts_util import (CONTEXT_IFACE, ERR_ACCESS_DENIED, ERR_IN_USE, ERR_UNSUPPORTED, MANAGER_IFACE,  # noqa: E402
                            LeaseTestCase, load_machine)
 
@@ -102,9 +102,9 @@ class UCase(th.Case):
             return None
         return super().problem(reply=reply, error=error, storm=storm)
 
-    def ok(self, check):
+    def ok(self, check, polkit=False):
         """Must succeed, with a reply check() accepts."""
-        self.names, self.check_ok = (), check
+        self.names, self.check_ok, self.polkit = (), check, polkit
         return self
 
     def request(self):
@@ -352,13 +352,17 @@ class GrantedHostileTests(UnprivilegedHostileTests):
         root_cases, covered = self.cases(ctx, released)
         cases = [UCase.like(c) for c in root_cases]   # exactly root's answers
         cases += [
-            # Past polkit, the state checks: the device is the caller's.
+            # The state checks (before polkit here): the device is the caller's.
             UCase.like(valid_call(ROOT_PATH, MANAGER_IFACE, 'HotReset', 'sa{sv}', nvme, dict_sv({})), ERR_IN_USE,
                        (nvme, ctx)),
             valid_call(ctx, CONTEXT_IFACE, 'GetHotResetInfo', 's', nvme).ok(lambda r: [e[0] for e in r[1]] == [nvme]),
-            valid_call(ctx, CONTEXT_IFACE, 'OpenIommufd').ok(lambda r: r == [{'unix_fd': True}]) if self.CDEV else
-            UCase.like(valid_call(ctx, CONTEXT_IFACE, 'OpenIommufd'), ERR_UNSUPPORTED, (ctx, 'no iommufd')),
-            valid_call(ROOT_PATH, MANAGER_IFACE, 'Reload').ok(lambda r: r == []),
+            # polkit says yes to these (so in the storm the bound on
+            # pending checks may answer first).
+            valid_call(ctx, CONTEXT_IFACE, 'OpenIommufd').ok(lambda r: r == [{'unix_fd': True}], polkit=True)
+            if self.CDEV else
+            UCase.like(valid_call(ctx, CONTEXT_IFACE, 'OpenIommufd'), ERR_UNSUPPORTED, (ctx, 'no iommufd'),
+                       polkit=True),
+            valid_call(ROOT_PATH, MANAGER_IFACE, 'Reload').ok(lambda r: r == [], polkit=True),
         ]
         cases += log_control_cases(self.conn)
         n = self.attack(cases, 'a rule granting every action')
