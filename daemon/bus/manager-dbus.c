@@ -745,9 +745,21 @@ int manager_connect_bus(Manager *m) {
 
         /* Leases restored from the file descriptor store whose owner's
          * connection is their lifetime: the owner may have left while the
-         * daemon was away (the match above sees only what comes now). */
-        for (size_t i = 0; i < m->n_contexts; i++)
-                if (m->contexts[i]->lifetime == CONTEXT_CONNECTION)
-                        owner_watch_check(m, m->contexts[i]);
+         * daemon was away (the match above sees only what comes now). A
+         * restarted bus gives the same unique names to others: a lease
+         * recorded on another bus (or on none recorded) has lost its
+         * owner for sure. */
+        sd_id128_t bus_id = SD_ID128_NULL;
+        (void) sd_bus_get_bus_id(m->bus, &bus_id);
+        for (size_t i = m->n_contexts; i > 0; i--) {
+                Context *c = m->contexts[i - 1];
+                if (c->lifetime != CONTEXT_CONNECTION)
+                        continue;
+                if (sd_id128_is_null(c->bus_id) || !sd_id128_equal(c->bus_id, bus_id))
+                        context_release(c, "the system bus it was made on was restarted while the daemon was "
+                                           "not running: its owner's connection is gone");
+                else
+                        owner_watch_check(m, c);
+        }
         return 0;
 }

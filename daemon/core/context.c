@@ -7,6 +7,8 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "errors.h"
 #include "file-holders.h"
@@ -74,9 +76,19 @@ static int context_tie_to_process(Context *c, int pidfd, sd_bus_error *error) {
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
                                          "Pid must be a pidfd (pidfd_open(2)), the process the lease lasts as long "
                                          "as: %s.", strerror(-r));
-        c->pidfd = fcntl(pidfd, F_DUPFD_CLOEXEC, 3);
+        /* An open file of our own, not a duplicate of the caller's: two
+         * leases given one pidfd would otherwise share one open file, and
+         * systemd's file descriptor store keeps a file only once. The
+         * caller's pidfd still alive afterwards proves the pid was not
+         * reused in between. */
+        c->pidfd = (int) syscall(SYS_pidfd_open, c->pid, 0);
         if (c->pidfd < 0)
-                return bus_error_kernel(error, errno, "Failed to keep the pidfd: %s", strerror(errno));
+                return bus_error_kernel(error, errno, "Failed to open a pidfd of process %d: %s", (int) c->pid,
+                                        strerror(errno));
+        pid_t again;
+        if (pidfd_get_pid(pidfd, &again) < 0 || again != c->pid)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                         "The process of the pidfd passed as Pid has exited already.");
         r = sd_event_add_io(c->manager->event, &c->pid_source, c->pidfd, EPOLLIN, on_process_exit, c);
         if (r < 0)
                 return r;
@@ -159,6 +171,8 @@ int context_new(Manager *m, const char *owner, uid_t uid, ContextLifetime lifeti
         if (r < 0)
                 return r;
         m->next_context_id++;
+        if (m->bus)
+                (void) sd_bus_get_bus_id(m->bus, &c->bus_id);
 
         if (lifetime == CONTEXT_PROCESS) {
                 r = context_tie_to_process(c, pidfd, error);
@@ -652,9 +666,14 @@ int context_reopen_device(Context *c, ContextDevice *cd, sd_bus_error *error) {
                 return sd_bus_error_setf(error, BUS_ERROR_NO_SUCH_DEVICE, "%s has no vfio cdev any more.", addr);
 
         /* The old file stays bound while any copy of it is open: a new VMM
-         * could not bind the fresh one (EINVAL). */
+         * could not bind the fresh one (EINVAL). The service manager's copy
+         * in its file descriptor store is the daemon's own: it leaves the
+         * store first (and comes back if the reopen is refused). */
+        lease_store_unstore_device(m, c, cd);
         pid = 0;
         r = file_find_other_holder(cd->fd, &pid, comm);
+        if (r != 0)
+                lease_store_save(m, c);
         if (r < 0 && pid > 0)
                 return sd_bus_error_setf(error, BUS_ERROR_IN_USE,
                                          "%s: cannot tell whether process %d (%s) still holds a copy of its file (%s: "
@@ -671,8 +690,10 @@ int context_reopen_device(Context *c, ContextDevice *cd, sd_bus_error *error) {
                                          addr, (int) pid, comm);
 
         int fd = backend_open(m->backend, d->info.cdev_path, O_RDWR | O_CLOEXEC);
-        if (fd < 0)
+        if (fd < 0) {
+                lease_store_save(m, c); /* the old file back in the store */
                 return kernel_error(error, fd, addr, "opening its vfio cdev again");
+        }
         if (cd->bound)
                 manager_group_owner_unref(m, cd->iommu_group, c);
         backend_close(m->backend, cd->fd);

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 #include <systemd/sd-bus.h>
+#include <systemd/sd-id128.h>
 
 #include "pci-address.h"
 
@@ -46,6 +47,7 @@ typedef struct Context {
         uint64_t id;
         char *path;
         char *owner; /* unique bus name of the creator */
+        sd_id128_t bus_id; /* of the bus owner's name is on (a restarted bus reuses names) */
         uid_t owner_uid;
         ContextLifetime lifetime;
         int pidfd; /* CONTEXT_PROCESS: the process the lease lasts as long as */

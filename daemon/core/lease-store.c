@@ -15,7 +15,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <systemd/sd-bus.h>
 #include <systemd/sd-daemon.h>
+#include <systemd/sd-login.h>
 #include <unistd.h>
 
 #include "lease-store.h"
@@ -85,6 +87,9 @@ char *lease_record_format(const Context *c, const char *backend) {
         json_object_object_add(o, "backend", json_object_new_string(backend));
         json_object_object_add(o, "id", json_object_new_uint64(c->id));
         json_object_object_add(o, "owner", json_object_new_string(c->owner));
+        char bus[SD_ID128_STRING_MAX];
+        json_object_object_add(o, "bus", json_object_new_string(sd_id128_is_null(c->bus_id) ? ""
+                                                                 : sd_id128_to_string(c->bus_id, bus)));
         json_object_object_add(o, "uid", json_object_new_uint64(c->owner_uid));
         json_object_object_add(o, "lifetime", json_object_new_string(lifetime_name(c->lifetime)));
         json_object_object_add(o, "pid", json_object_new_int(c->pid));
@@ -155,6 +160,11 @@ int lease_record_parse(const char *json, LeaseRecord *ret, char **ret_error) {
         if (!(v = field(o, "owner", json_type_string)) || json_object_get_string_len(v) == 0 ||
             !(r.owner = strdup(json_object_get_string(v))))
                 FAIL("no \"owner\"");
+        /* Optional: without it a connection's lease cannot be told from
+         * one of a restarted bus, which reuses unique names. */
+        if ((v = field(o, "bus", json_type_string)) && json_object_get_string_len(v) > 0 &&
+            sd_id128_from_string(json_object_get_string(v), &r.bus_id) < 0)
+                FAIL("no valid \"bus\" id");
         if (!(v = field(o, "uid", json_type_int)) || json_object_get_int64(v) < 0 ||
             json_object_get_int64(v) >= (int64_t) UINT32_MAX)
                 FAIL("no valid \"uid\"");
@@ -247,13 +257,41 @@ static int mkdir_p(const char *path, mode_t mode) {
         return 0;
 }
 
+/* systemd < 254 does not say $FDSTORE: ask it what FileDescriptorStoreMax=
+ * the unit we run in has (0 when that cannot be told: not under systemd, no
+ * unit, no answer). */
+static unsigned fdstore_max_from_systemd(void) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_free_ char *unit = NULL, *path = NULL;
+        sd_bus *bus = NULL;
+        uint32_t max = 0;
+        int r;
+
+        if (!getenv("NOTIFY_SOCKET") || sd_pid_get_unit(0, &unit) < 0 || !strstr(unit, ".service"))
+                return 0;
+        if (sd_bus_open_system(&bus) < 0)
+                return 0;
+        r = sd_bus_path_encode("/org/freedesktop/systemd1/unit", unit, &path);
+        if (r >= 0)
+                r = sd_bus_get_property_trivial(bus, "org.freedesktop.systemd1", path, "org.freedesktop.systemd1.Service",
+                                                "FileDescriptorStoreMax", &error, 'u', &max);
+        if (r < 0)
+                log_debug("Could not ask systemd for %s's FileDescriptorStoreMax=: %s", unit,
+                          error.message ?: strerror(-r));
+        sd_bus_flush_close_unref(bus);
+        return r < 0 ? 0 : max;
+}
+
 int lease_store_setup(Manager *m) {
         const char *fdstore = getenv("FDSTORE"), *runtime = getenv("RUNTIME_DIRECTORY");
         unsigned max = 0;
         int r;
 
-        if (fdstore && (sscanf(fdstore, "%u", &max) != 1))
-                max = 0;
+        if (fdstore) {
+                if (sscanf(fdstore, "%u", &max) != 1)
+                        max = 0;
+        } else
+                max = fdstore_max_from_systemd();
         if (max == 0) {
                 log_debug("No file descriptor store ($FDSTORE unset or 0): leases end when the daemon stops.");
                 return 0;
@@ -322,32 +360,62 @@ static int store_push(LeaseStore *s, const char *name, int fd) {
         return 0;
 }
 
-static void store_remove(LeaseStore *s, const char *name) {
+/* Also without a store of our own: the service manager may keep files a
+ * run with a store gave it (the store was turned off since). */
+static int notify_remove(const char *name) {
         char msg[FDNAME_MAX + 32];
         snprintf(msg, sizeof msg, "FDSTOREREMOVE=1\nFDNAME=%s", name);
-        if (sd_pid_notify(0, false, msg) > 0 && s->n > 0)
+        return sd_pid_notify(0, false, msg);
+}
+
+static void store_remove(LeaseStore *s, const char *name) {
+        if (notify_remove(name) > 0 && s && s->n > 0)
                 s->n--;
 }
 
-static int write_record(LeaseStore *s, const Context *c, const char *backend) {
-        _cleanup_free_ char *text = lease_record_format(c, backend), *path = NULL, *tmp = NULL;
-        _cleanup_close_ int fd = -1;
+/* The service manager handles notifications when it gets to them: until
+ * it has, it still holds the files FDSTOREREMOVE named, and a device whose
+ * lease was released would still be bound (cdev) or its group open
+ * (legacy). Wait for it (sd_notify_barrier: it closes a pipe it was sent
+ * once everything before is done), bounded: a manager that does not
+ * answer costs a warning, not the daemon. */
+#define BARRIER_TIMEOUT_USEC (2 * 1000 * 1000)
+static void store_barrier(void) {
+        int r = sd_notify_barrier(0, BARRIER_TIMEOUT_USEC);
+        if (r < 0)
+                log_warning_errno(r, "The service manager did not confirm within 2 s that it let go of files "
+                                     "removed from its file descriptor store: %m");
+}
 
-        if (!text)
-                return -ENOMEM;
-        if (asprintf(&path, "%s/%" PRIu64 ".json", s->dir, c->id) < 0 ||
-            asprintf(&tmp, "%s/.%" PRIu64 ".json.tmp", s->dir, c->id) < 0)
-                return -ENOMEM;
+/* dir/name replaced as a whole (a temporary file renamed over it): a crash
+ * leaves the old content or the new, never a part. */
+static int write_file_atomic(const char *dir, const char *name, const char *text) {
+        char path[PATH_MAX], tmp[PATH_MAX];
+        _cleanup_close_ int fd = -1;
+        size_t n = strlen(text);
+
+        snprintf(path, sizeof path, "%s/%s", dir, name);
+        snprintf(tmp, sizeof tmp, "%s/.%s.tmp", dir, name);
         fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
         if (fd < 0)
                 return -errno;
-        size_t n = strlen(text);
+        errno = 0;
         if (write(fd, text, n) != (ssize_t) n || close(TAKE_FD(fd)) < 0 || rename(tmp, path) < 0) {
                 int r = errno ? -errno : -EIO;
                 (void) unlink(tmp);
                 return r;
         }
         return 0;
+}
+
+static int write_record(LeaseStore *s, const Context *c, const char *backend) {
+        _cleanup_free_ char *text = lease_record_format(c, backend);
+        char name[64];
+
+        if (!text)
+                return -ENOMEM;
+        snprintf(name, sizeof name, "%" PRIu64 ".json", c->id);
+        return write_file_atomic(s->dir, name, text);
 }
 
 static void remove_record(LeaseStore *s, uint64_t id) {
@@ -380,6 +448,18 @@ void lease_store_save(Manager *m, Context *c) {
         if (!s || c->released)
                 return;
 
+        /* 0. A file that replaces another under the same name (a device
+         * reopened): the record says what the new one is before the old
+         * one goes, so that a crash in between restores nothing the files
+         * contradict (an unbound record is checked against the kernel). */
+        for (size_t i = 0; i < c->n_devices; i++) {
+                lease_device_file_name(name, sizeof name, c->id, &c->devices[i].address);
+                if (!c->devices[i].stored && strv_contains(c->stored_names, name)) {
+                        (void) write_record(s, c, m->backend->name);
+                        break;
+                }
+        }
+
         /* 1. New files to the store. */
         bool main_stored = c->stored_main;
         if (c->iommufd >= 0) {
@@ -410,11 +490,9 @@ void lease_store_save(Manager *m, Context *c) {
         }
 
         if (c->id > s->last_id) {
-                char path[PATH_MAX], text[32];
-                snprintf(path, sizeof path, "%s/" LAST_ID_FILE, s->dir);
+                char text[32];
                 snprintf(text, sizeof text, "%" PRIu64 "\n", c->id);
-                _cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-                if (fd >= 0 && write(fd, text, strlen(text)) == (ssize_t) strlen(text))
+                if (write_file_atomic(s->dir, LAST_ID_FILE, text) >= 0)
                         s->last_id = c->id;
         }
 
@@ -428,16 +506,32 @@ void lease_store_save(Manager *m, Context *c) {
                             c->path);
 
         /* 3. Files it no longer has leave the store. */
+        bool removed = false;
         for (size_t i = 0; c->stored_names && c->stored_names[i];) {
                 if (strv_contains(now, c->stored_names[i])) {
                         i++;
                         continue;
                 }
                 store_remove(s, c->stored_names[i]);
+                removed = true;
                 free(c->stored_names[i]);
                 size_t n = strv_length(c->stored_names);
                 memmove(c->stored_names + i, c->stored_names + i + 1, (n - i) * sizeof(char *));
         }
+        if (removed)
+                store_barrier();
+}
+
+void lease_store_unstore_device(Manager *m, Context *c, ContextDevice *cd) {
+        char name[FDNAME_MAX];
+
+        if (!m->store || !cd->stored)
+                return;
+        lease_device_file_name(name, sizeof name, c->id, &cd->address);
+        store_remove(m->store, name);
+        store_barrier();
+        /* Still named: lease_store_save() replaces it (or puts it back). */
+        cd->stored = false;
 }
 
 void lease_store_forget(Manager *m, Context *c) {
@@ -448,6 +542,8 @@ void lease_store_forget(Manager *m, Context *c) {
         remove_record(s, c->id);
         for (char **n = c->stored_names; n && *n; n++)
                 store_remove(s, *n);
+        if (c->stored_names)
+                store_barrier();
         c->stored_names = strv_free(c->stored_names);
 }
 
@@ -529,7 +625,7 @@ static const char *check_device(Manager *m, Context *c, const LeaseRecordDevice 
                         return "the stored file is not its vfio cdev";
         } else {
                 snprintf(path, sizeof path, "vfio-device:%s", pci_address_format(&rd->address, addr));
-                if (!backend_is_file(m->backend, fd, path) || !context_find_group(c, rd->iommu_group))
+                if (!backend_is_file(m->backend, fd, path) || !context_find_group(c, d->info.iommu_group))
                         return "the stored file is not a vfio device file of a group the lease holds";
         }
         *ret = d;
@@ -559,6 +655,7 @@ static int restore_one(Manager *m, const LeaseRecord *rec, StoredFds *t, Context
                 return r;
         c->ioas_id = rec->ioas_id;
         c->iommu_set = rec->iommu_set;
+        c->bus_id = rec->bus_id;
 
         /* Until it is added, a failure frees it with context_abandon(): its
          * files are the store's to close (the caller does, unclaimed). */
@@ -587,8 +684,11 @@ static int restore_one(Manager *m, const LeaseRecord *rec, StoredFds *t, Context
                         *why = "the pidfd of its process is not in the file descriptor store";
                         goto fail_unclaim;
                 }
-                if (strv_extend(&c->stored_names, name) < 0)
+                if (strv_extend(&c->stored_names, name) < 0) {
+                        store_remove(m->store, name);
+                        safe_close(fd);
                         goto oom;
+                }
                 r = context_watch_process(c, fd, rec->pid);
                 if (r < 0) {
                         *why = "its process cannot be watched";
@@ -617,6 +717,7 @@ static int restore_one(Manager *m, const LeaseRecord *rec, StoredFds *t, Context
                 if (!n || manager_group_owner_ref(m, rec->groups[i], c) < 0) {
                         if (n)
                                 c->groups = n;
+                        store_remove(m->store, name);
                         backend_close(b, fd);
                         goto oom;
                 }
@@ -646,16 +747,23 @@ static int restore_one(Manager *m, const LeaseRecord *rec, StoredFds *t, Context
                         }
                         continue;
                 }
+                /* Named first: from here a failure takes it out of the
+                 * store with the rest (lease_store_forget()). */
+                if (strv_extend(&c->stored_names, name) < 0) {
+                        store_remove(m->store, name);
+                        backend_close(b, fd);
+                        goto oom;
+                }
                 ContextDevice *cd = &c->devices[c->n_devices++];
                 *cd = (ContextDevice) { .address = rd->address, .iommu_group = d->info.iommu_group, .fd = fd,
                                         .devid = rd->devid, .bound = rd->bound && b->cdev,
                                         .bound_by_client = rd->bound_by_client && b->cdev, .stored = true };
-                if (cd->bound && manager_group_owner_ref(m, cd->iommu_group, c) < 0)
-                        goto oom;
                 d->holder = c;
                 manager_device_holder_changed(m, d);
-                if (strv_extend(&c->stored_names, name) < 0)
+                if (cd->bound && manager_group_owner_ref(m, cd->iommu_group, c) < 0) {
+                        cd->bound = false;
                         goto oom;
+                }
         }
         /* A group none of its restored devices needs is let go, as when
          * its last device is detached; the kernel drops the container's
@@ -724,7 +832,7 @@ static void stored_fds_done(Manager *m, StoredFds *t) {
         for (size_t i = 0; i < t->n; i++) {
                 if (!t->items[i].claimed) {
                         log_notice("Closing stored file %s: no lease record names it.", t->items[i].name ? t->items[i].name : "(unnamed)");
-                        if (m->store && t->items[i].name)
+                        if (t->items[i].name)
                                 store_remove(m->store, t->items[i].name);
                         backend_close(m->backend, t->items[i].fd);
                 }
@@ -732,6 +840,47 @@ static void stored_fds_done(Manager *m, StoredFds *t) {
         }
         free(t->items);
         *t = (StoredFds) {};
+}
+
+/* A start that fails for a passing reason (out of memory or files, an I/O
+ * error) must not cost the leases: the files are closed here but left in
+ * the store, for the next start (the service restarts on failure). */
+static void stored_fds_abandon(StoredFds *t) {
+        for (size_t i = 0; i < t->n; i++) {
+                if (!t->items[i].claimed)
+                        safe_close(t->items[i].fd);
+                free(t->items[i].name);
+        }
+        free(t->items);
+        *t = (StoredFds) {};
+}
+
+static bool error_is_transient(int r) {
+        return r == -ENOMEM || r == -EMFILE || r == -ENFILE || r == -EIO || r == -EAGAIN || r == -EINTR;
+}
+
+/* Without a store, records of an earlier run with one are stale. */
+static void remove_stale_records(void) {
+        const char *runtime = getenv("RUNTIME_DIRECTORY");
+        char dirpath[PATH_MAX];
+        unsigned n = 0;
+
+        if (!runtime || !*runtime)
+                return;
+        snprintf(dirpath, sizeof dirpath, "%.*s/leases", (int) strcspn(runtime, ":"), runtime);
+        _cleanup_(closedirp) DIR *dir = opendir(dirpath);
+        if (!dir)
+                return;
+        for (struct dirent *de; (de = readdir(dir));) {
+                if (de->d_name[0] == '.')
+                        continue;
+                if (unlinkat(dirfd(dir), de->d_name, 0) >= 0 && !streq(de->d_name, LAST_ID_FILE))
+                        n++;
+        }
+        if (n > 0)
+                log_notice("Removed %u lease record%s of an earlier run from %s: there is no file descriptor "
+                           "store now.",
+                           n, n == 1 ? "" : "s", dirpath);
 }
 
 int lease_store_restore(Manager *m) {
@@ -745,9 +894,12 @@ int lease_store_restore(Manager *m) {
         if (!s) {
                 if (t.n > 0)
                         log_warning("Got %zu files from systemd but no file descriptor store is configured "
-                                    "($FDSTORE): closing them.",
+                                    "($FDSTORE): closing them, and asking systemd to let go of them too.",
                                     t.n);
                 stored_fds_done(m, &t);
+                if (t.n > 0)
+                        store_barrier();
+                remove_stale_records();
                 return 0;
         }
 
@@ -783,8 +935,11 @@ int lease_store_restore(Manager *m) {
 
         _cleanup_(closedirp) DIR *dir = opendir(s->dir);
         if (!dir) {
-                stored_fds_done(m, &t);
-                return log_error_errno(errno, "Failed to read the lease records in %s: %m", s->dir);
+                r = -errno;
+                stored_fds_abandon(&t);
+                return log_error_errno(r, "Failed to read the lease records in %s: %m; exiting so that a new "
+                                          "start tries again (the stored files stay with systemd).",
+                                       s->dir);
         }
         for (struct dirent *de; (de = readdir(dir));) {
                 char path[PATH_MAX], *end;
@@ -805,9 +960,11 @@ int lease_store_restore(Manager *m) {
                         continue;
                 }
                 r = read_file(path, &text);
-                if (r == -ENOMEM) {
-                        stored_fds_done(m, &t);
-                        return log_oom();
+                if (error_is_transient(r)) {
+                        stored_fds_abandon(&t);
+                        return log_error_errno(r, "Failed to read the lease record %s: %m; exiting so that a new "
+                                                  "start tries again (the stored files stay with systemd).",
+                                               path);
                 }
                 if (r >= 0)
                         r = lease_record_parse(text, &rec, &error);
@@ -832,9 +989,10 @@ int lease_store_restore(Manager *m) {
                 }
                 r = manager_add_context(m, c);
                 if (r < 0) {
-                        c->released = true;
-                        context_unref_busy(c);
-                        stored_fds_done(m, &t);
+                        /* Closed, not released: the store keeps the lease
+                         * for the next start. */
+                        context_abandon(c);
+                        stored_fds_abandon(&t);
                         return log_oom();
                 }
                 log_info("Restored %s (owner %s, uid %u, %s, %zu device%s) from the file descriptor store.", c->path,

@@ -35,6 +35,11 @@ bool lease_store_enabled(const Manager *m);
 void lease_store_save(Manager *m, Context *c);
 /* c was released: its files and record leave the store. */
 void lease_store_forget(Manager *m, Context *c);
+/* cd's file is about to be replaced (ReopenDevice): it leaves the store
+ * now, and the service manager is waited for, so that only copies others
+ * hold keep it open; lease_store_save() then stores the new file, or the
+ * old one again if it stays. */
+void lease_store_unstore_device(Manager *m, Context *c, ContextDevice *cd);
 
 /* At start, after the backend delivered the machine and before the bus:
  * the leases of the previous run, back from the store. Every record is
@@ -57,6 +62,7 @@ typedef struct LeaseRecord {
         char *backend;
         uint64_t id;
         char *owner;
+        sd_id128_t bus_id; /* SD_ID128_NULL: not recorded */
         uid_t uid;
         ContextLifetime lifetime;
         pid_t pid;

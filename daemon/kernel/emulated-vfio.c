@@ -1358,6 +1358,30 @@ static void files_link_adopted(EmulatedVfio *v) {
                 }
                 f->pending_container = f->pending_group_file = f->pending_iommufd = 0;
         }
+        /* What a copy's holder could have written must not reach other
+         * leases: a binding counts for the group the machine says the
+         * device is in, a device file belongs to its own group's file, and
+         * one devid of an iommufd is one device file's. */
+        for (size_t i = 0; i < v->n_files; i++) {
+                VfioFile *f = v->files[i];
+                if (f->kind != FILE_DEVICE)
+                        continue;
+                PciDevice *d = machine_device(v, &f->address);
+                if (f->group_file && (!d || f->group_file->group != d->info.iommu_group))
+                        file_unref(v, TAKE_PTR(f->group_file));
+                if (f->iommufd) {
+                        bool taken = false;
+                        for (size_t k = 0; k < i; k++)
+                                taken = taken || (v->files[k]->kind == FILE_DEVICE && v->files[k]->iommufd == f->iommufd &&
+                                                  v->files[k]->devid == f->devid);
+                        if (taken || !d) {
+                                f->devid = f->hwpt_id = 0;
+                                f->iommu_group = -1;
+                                file_unref(v, TAKE_PTR(f->iommufd));
+                        } else
+                                f->iommu_group = d->info.iommu_group;
+                }
+        }
         /* A device that left vfio while the daemon was away is dead. */
         for (size_t i = 0; i < v->n_files; i++) {
                 VfioFile *f = v->files[i];

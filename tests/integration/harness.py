@@ -339,6 +339,15 @@ class TestBus:
 # The daemon
 
 
+def same_open_file(a, b):
+    """Whether fds a and b are the same open file (kcmp KCMP_FILE, as
+    systemd's same_fd() asks)."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    pid = os.getpid()
+    return libc.syscall(312, pid, pid, 0, a, b) == 0  # SYS_kcmp on x86-64, KCMP_FILE
+
+
 class Daemon:
     """hotresetd --emulate=MACHINE, stdout and stderr in a log file, with a
     NOTIFY_SOCKET of our own to see READY=1."""
@@ -422,6 +431,11 @@ class Daemon:
             fields = dict(line.split('=', 1) for line in lines if '=' in line)
             if fields.get('FDSTORE') == '1':
                 for fd in fds:
+                    # systemd keeps one open file once ("Suppressing
+                    # duplicate fd"): so does the stand-in.
+                    if any(same_open_file(fd, kept) for _, kept in self.fd_store):
+                        os.close(fd)
+                        continue
                     self.fd_store.append([fields.get('FDNAME', 'stored'), fd])
                 fds = []
             if fields.get('FDSTOREREMOVE') == '1':

@@ -283,6 +283,111 @@ class RestartBase(harness.HotresetdTestCase):
         self.assertEqual(list(self.context_prop(ctx, 'Devices')), [])
         self.assertEqual(self.holder(self.DEVICE), '/')
 
+    def drop_from_store(self, old, name):
+        old.poll_notify()
+        for item in [i for i in old.fd_store if i[0] == name]:
+            os.close(item[1])
+            old.fd_store.remove(item)
+
+    def test_restart_without_store_lets_go_of_the_files(self):
+        ctx = self.lease(self.DEVICE, Persistent=True)
+        old = self.env.daemon
+        old.stop(signal.SIGTERM)
+        old.stop_notify()
+        store = old.take_fd_store()
+        self.assertTrue(store)
+        env = dict(old.extra_env, FDSTORE='0')
+        d = harness.Daemon(self.env, old.machine_path, args=old.args, name='hotresetd-nostore', extra_env=env,
+                           fd_store=store)
+        self.env.daemons.append(d)
+        self.env.daemon = d
+        d.start()
+        d.wait_ready()
+        # Closed, and systemd asked to let go of them too; the records go.
+        self.assertEqual(d.stored_names(), [])
+        self.assertEqual(self.records(), [])
+        self.assertIn('Removed 1 lease record', d.log())
+        self.assertEqual(self.contexts(), [])
+        self.assert_free(self.DEVICE)
+        del ctx
+
+    def test_bus_restart_ends_connection_leases(self):
+        conn = self.connect()
+        owner = conn.get_unique_name()
+        ctx = self.lease(self.DEVICE, conn=conn)
+        persistent = self.lease(self.OTHER, Persistent=True)
+        self.env.daemon.stop(signal.SIGTERM)
+        self.env.bus.stop()
+        self.env.bus.start()
+        self.conns = []
+        # A stranger gets the old owner's unique name on the new bus.
+        stranger = None
+        for _ in range(50):
+            c = dbus.bus.BusConnection(self.env.bus.address)
+            self.conns.append(c)
+            if c.get_unique_name() == owner:
+                stranger = c
+                break
+        self.assertIsNotNone(stranger, f'no connection got {owner} again')
+        d = self.restart(signal.SIGTERM)
+        wait_until(lambda: self.contexts() == [persistent], 'the connection lease to be released')
+        self.assertIn(f'Releasing {ctx}', d.log())
+        self.assertIn('the system bus it was made on was restarted', d.log())
+        self.assertEqual(self.holder(self.DEVICE), '/')
+        self.context(persistent).Release()
+
+    def test_same_pidfd_for_two_leases(self):
+        sleeper = subprocess.Popen(['sleep', '600'])
+        try:
+            pidfd = os.pidfd_open(sleeper.pid)
+            a = self.lease(self.DEVICE, Pid=dbus.types.UnixFd(pidfd))
+            b = self.lease(self.OTHER, Pid=dbus.types.UnixFd(pidfd))
+            os.close(pidfd)
+            # Each lease has a pidfd of its own in the store (the stand-in
+            # keeps one open file once, as systemd does).
+            names = self.stored()
+            for ctx in (a, b):
+                self.assertIn(f'c{ctx.rsplit("/", 1)[1]}-pidfd', names)
+            self.restart(signal.SIGKILL)
+            self.assertEqual(self.contexts(), sorted([a, b]))
+            sleeper.kill()
+            sleeper.wait()
+            wait_until(lambda: self.contexts() == [], 'both leases to end with their process')
+        finally:
+            sleeper.kill()
+            sleeper.wait()
+
+    def test_missing_pidfd_drops_lease(self):
+        sleeper = subprocess.Popen(['sleep', '600'])
+        try:
+            pidfd = os.pidfd_open(sleeper.pid)
+            ctx = self.lease(self.DEVICE, Pid=dbus.types.UnixFd(pidfd))
+            os.close(pidfd)
+            old = self.env.daemon
+            old.stop(signal.SIGTERM)
+            self.drop_from_store(old, f'c{ctx.rsplit("/", 1)[1]}-pidfd')
+            d = self.restart(signal.SIGTERM)
+            self.assertIn('the pidfd of its process is not in the file descriptor store', d.log())
+            self.assertEqual(self.contexts(), [])
+            self.assertEqual(self.records(), [])
+            wait_until(lambda: self.stored() == [], 'the store emptied')
+            self.assert_free(self.DEVICE)
+        finally:
+            sleeper.kill()
+            sleeper.wait()
+
+    def test_missing_iommufd_or_container_drops_lease(self):
+        ctx = self.lease(self.DEVICE, Persistent=True)
+        self.context(ctx).AttachDevice(self.OTHER, dbus.Dictionary({}, signature='sv'))
+        old = self.env.daemon
+        old.stop(signal.SIGTERM)
+        self.drop_from_store(old, f'c{ctx.rsplit("/", 1)[1]}-' + ('iommufd' if self.CDEV else 'container'))
+        self.restart(signal.SIGTERM)
+        self.assertEqual(self.contexts(), [])
+        wait_until(lambda: self.stored() == [], 'the store emptied')
+        self.assert_free(self.DEVICE)
+        self.assert_free(self.OTHER)
+
     def test_stale_files_without_record_closed(self):
         ctx = self.lease(self.DEVICE, Persistent=True)
         self.env.daemon.stop(signal.SIGTERM)
@@ -300,6 +405,41 @@ class RestartIommufdTest(RestartBase):
     DEVICE = '0000:02:00.0'
     OTHER = '0000:03:10.2'
 
+    def test_reopen_with_the_store(self):
+        """The store's copy of a device file is the daemon's own: it does
+        not keep ReopenDevice from handing out a fresh file."""
+        ctx = self.lease(self.DEVICE, Persistent=True)
+        fd = self.context(ctx).ReopenDevice(self.DEVICE).take()
+        os.close(fd)
+        name = f'c{ctx.rsplit("/", 1)[1]}-{store_name(self.DEVICE)}'
+        self.assertIn(name, self.stored())
+        with open(self.record_path(ctx)) as f:
+            self.assertFalse(json.load(f)['devices'][0]['bound'])
+        self.restart(signal.SIGKILL)
+        self.assertEqual([str(x) for x in self.context_prop(ctx, 'Devices')], [self.DEVICE])
+        self.assertEqual(self.holder(self.DEVICE), ctx)
+        # Still a fresh file: it can be reopened again (nobody else has it).
+        os.close(self.context(ctx).ReopenDevice(self.DEVICE).take())
+        self.context(ctx).Release()
+        self.assert_free(self.DEVICE)
+
+    def test_forged_state_in_a_clients_copy(self):
+        """A client's copy of its device file is the emulated kernel's
+        memfd: what it writes there must not reach another lease."""
+        third = '0000:03:10.0'  # IOMMU group 17; OTHER is in 18
+        ctx = self.lease(self.OTHER, Persistent=True)
+        fd = self.context(ctx).OpenDevice(self.OTHER).take()
+        state = os.pread(fd, 4096, 0).decode()
+        self.assertIn('iommu_group=18', state)
+        forged = state.replace('iommu_group=18', 'iommu_group=17').encode()
+        os.pwrite(fd, forged, 0)
+        os.ftruncate(fd, len(forged))
+        os.close(fd)
+        self.restart(signal.SIGTERM)
+        other = self.lease(third, Persistent=True)
+        self.context(other).Release()
+        self.context(ctx).Release()
+
 
 def _group_machine():
     """The workstation on the legacy group/container model only."""
@@ -313,6 +453,20 @@ class RestartGroupTest(RestartBase):
     CDEV = False
     DEVICE = '0000:02:00.0'
     OTHER = '0000:03:10.2'
+
+    def test_missing_group_file_drops_its_devices(self):
+        ctx = self.lease(self.DEVICE, Persistent=True)
+        self.context(ctx).AttachDevice(self.OTHER, dbus.Dictionary({}, signature='sv'))
+        group = self.env.device_property(self.DEVICE, 'IommuGroup')
+        old = self.env.daemon
+        old.stop(signal.SIGTERM)
+        self.drop_from_store(old, f'c{ctx.rsplit("/", 1)[1]}-g{group}')
+        d = self.restart(signal.SIGTERM)
+        self.assertIn(f'dropping IOMMU group {group}', d.log())
+        self.assertEqual([str(x) for x in self.context_prop(ctx, 'Devices')], [self.OTHER])
+        self.context(ctx).Release()
+        self.assert_free(self.DEVICE)
+        self.assert_free(self.OTHER)
 
 
 # Only the two models run.
