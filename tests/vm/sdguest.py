@@ -192,8 +192,16 @@ class Guest:
         sh('useradd', '--create-home', USER, check=True)
         self.uid = pwd.getpwnam(USER).pw_uid
         rec.check(f'an unprivileged user {USER}', self.uid != 0, got=self.uid)
+        # man-db's trigger rebuilds the whole manual page index after any
+        # package with man pages (minutes over 9p under TCG); the
+        # package's own scripts are what this tests. man-db skips the
+        # trigger when this file is absent (its documented switch,
+        # debconf man-db/auto-update).
+        if os.path.exists('/var/lib/man-db/auto-update'):
+            os.unlink('/var/lib/man-db/auto-update')
         t0 = time.monotonic()
-        p = sh('dpkg', '-i', self.cfg['deb'], timeout=300)
+        p = sh('dpkg', '-i', self.cfg['deb'], timeout=600)
+        print(p.stdout + p.stderr, flush=True)
         self.timings['dpkg -i'] = round(time.monotonic() - t0, 2)
         rec.check('dpkg -i hotresetd.deb succeeds', p.returncode == 0, expected=0,
                   got=p.returncode if p.returncode == 0 else (p.stdout + p.stderr)[-2000:])
@@ -262,14 +270,26 @@ class Guest:
         if self.ctx:
             rec.refused(f'HotReset({F0}) through the user\'s own lease without the rule', lambda: call(
                 self.ctx, hrvm.CONTEXT_IFACE, 'HotReset', 's', F0, user=USER), ACCESS_DENIED)
-        rec.refused(f'Manager.HotReset({F0}) (unleased) as the user without the rule', lambda: call(
-            hrvm.ROOT_PATH, hrvm.MANAGER_IFACE, 'HotReset', 'sa{sv}', F0, 0, user=USER), ACCESS_DENIED)
+        # An unleased reset of a device nobody holds (the daemon answers
+        # InUse for a held one before it asks polkit): the late device, on
+        # vfio-pci for this call only.
+        bind(LATE, 'vfio-pci')
+        end = time.monotonic() + t(30)
+        while dev(LATE, 'Driver') != 'vfio-pci' and time.monotonic() < end:
+            time.sleep(0.2)
+        try:
+            rec.refused(f'Manager.HotReset({LATE}) (unleased, free) as the user without the rule', lambda: call(
+                hrvm.ROOT_PATH, hrvm.MANAGER_IFACE, 'HotReset', 'sa{sv}', LATE, 0, user=USER), ACCESS_DENIED)
+        finally:
+            bind(LATE, 'native')
         rec.equal('nothing changed: contexts and holders as before', self.state(), before)
         p = subprocess.run(as_user() + ['busctl', '--system', 'call', hrvm.BUS_NAME, hrvm.ROOT_PATH,
                                         hrvm.MANAGER_IFACE, 'CreateContext', 'a{sv}', '0'],
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
-        rec.check('busctl itself says why (exit status, "Not authorized")',
-                  p.returncode != 0 and 'Not authorized' in p.stdout, got=p.stdout.strip())
+        # busctl prints the errno text of AccessDenied ("Access denied"),
+        # not the daemon's message; the journal has the reason.
+        rec.check('plain busctl fails with "Access denied"', p.returncode != 0 and 'Access denied' in p.stdout,
+                  got=p.stdout.strip())
 
     def state(self):
         ctxs = sorted((c[0], c[3]) for c in call(hrvm.ROOT_PATH, hrvm.MANAGER_IFACE, 'ListContexts')[0])
@@ -305,11 +325,17 @@ class Guest:
         one(f'reset done: {F0} through the lease', 'RESET_DONE', HOTRESETD_DEVICE=F0, HOTRESETD_CONTEXT=self.ctx)
         one('authorization refused: CreateContext', 'AUTH_REFUSED', HOTRESETD_CALLER_UID=uid,
             HOTRESETD_RESULT=ACCESS_DENIED, HOTRESETD_METHOD=hrvm.MANAGER_IFACE + '.CreateContext')
-        one(f'authorization refused: Manager.HotReset({F0})', 'AUTH_REFUSED', HOTRESETD_CALLER_UID=uid,
-            HOTRESETD_DEVICE=F0, HOTRESETD_RESULT=ACCESS_DENIED)
+        one(f'authorization refused: Manager.HotReset({LATE})', 'AUTH_REFUSED', HOTRESETD_CALLER_UID=uid,
+            HOTRESETD_DEVICE=LATE, HOTRESETD_RESULT=ACCESS_DENIED,
+            HOTRESETD_METHOD=hrvm.MANAGER_IFACE + '.HotReset')
         if self.ctx:
             one(f'authorization refused: HotReset({F0}) on the lease', 'AUTH_REFUSED', HOTRESETD_CALLER_UID=uid,
-                HOTRESETD_DEVICE=F0, HOTRESETD_CONTEXT=self.ctx, HOTRESETD_RESULT=ACCESS_DENIED)
+                HOTRESETD_DEVICE=F0, HOTRESETD_CONTEXT=self.ctx, HOTRESETD_RESULT=ACCESS_DENIED,
+                HOTRESETD_METHOD=hrvm.CONTEXT_IFACE + '.HotReset')
+        refused = [e for e in entries if e.get('MESSAGE_ID') == MSG['AUTH_REFUSED']]
+        rec.check('authorization refusals are logged at notice', refused and all(e.get('PRIORITY') == '5'
+                                                                               for e in refused),
+                  got=[e.get('PRIORITY') for e in refused])
 
     def release_all(self, rec):
         for c in call(hrvm.ROOT_PATH, hrvm.MANAGER_IFACE, 'ListContexts')[0]:
@@ -423,6 +449,12 @@ class Guest:
         self.security_text = p.stdout
         rec.check('exposure level <= 2.0 (systemd-analyze security, on the running unit)', self.security <= 2.0,
                   expected='<= 2.0', got=self.security)
+        # Whatever the sandbox broke shows as the daemon's own warnings or
+        # errors (a refused open, a filtered system call's EPERM): none in
+        # the whole run.
+        bad = [(e.get('PRIORITY'), e.get('MESSAGE')) for e in journal() if int(e.get('PRIORITY', '6')) <= 4]
+        rec.check('no warning or error from the daemon in the whole run (journal, PRIORITY <= 4)', not bad,
+                  expected=[], got=bad[-10:])
 
     # -- driver ------------------------------------------------------------
 
