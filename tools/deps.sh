@@ -25,6 +25,9 @@ PACKAGES=(
     # vm-udev: the guest (the host's root) runs systemd-udevd, and python3-dbus
     # on a GLib main loop for the daemon's signals
     udev python3-gi
+    # vm-systemd: the guest boots the host's systemd as PID 1 and registers
+    # callers as machines with systemd-machined (machinectl)
+    systemd-container
 )
 
 missing=()
