@@ -69,6 +69,13 @@ rm -f "$new/.dockerenv" "$new/run/.containerenv"
 # deb-systemd-invoke skip every start: the package's postinst would enable
 # hotresetd.service but never start it. A real machine has none.
 rm -f "$new/usr/sbin/policy-rc.d"
+# Debian's tmpfiles.d/tmp.conf ("D /tmp") empties /tmp at boot: in the
+# overlay that is a whiteout for every file of the host's /tmp (15 s of a
+# 27 s boot, measured with systemd-analyze blame), and a tree under test
+# checked out below /tmp would vanish before the test service runs. Same
+# name in /etc overrides it: create /tmp, remove nothing.
+mkdir -p "$new/etc/tmpfiles.d"
+echo 'd /tmp 1777 root root -' >"$new/etc/tmpfiles.d/tmp.conf"
 mkdir -p "$new/etc/systemd/system"
 cat >"$new/etc/systemd/system/hrvm.target" <<EOF
 [Unit]
