@@ -11,6 +11,8 @@
 #
 #   /etc/fstab                  empty: the host's entries (disks the guest
 #                               does not have) would hold the boot up
+#   no /.dockerenv, /run/.containerenv, /usr/sbin/policy-rc.d; an
+#   /etc/tmpfiles.d/tmp.conf that keeps /tmp (the reasons are below)
 #   /etc/systemd/system/hrvm.target, hrvm-test.service
 #                               the boot target (systemd.unit=hrvm.target on
 #                               the command line): basic.target, the system
@@ -22,9 +24,8 @@
 #   hrvm.tag=TAG       9p tag of the results share (default hrvm)
 #   hrvm.script=PATH   the guest's test script (sdguest.py)
 #   hrvm.python=PATH   its interpreter (default /usr/bin/python3)
-#   hrvm.keep=P,...    host paths below /tmp the guest must see (the tree
-#                      under test): /tmp in the overlay is the host's /tmp
-#                      already, so nothing is needed for them
+# /tmp in the overlay is the host's /tmp (kept, not emptied: below), so a
+# tree under test there needs nothing more.
 
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export PATH
