@@ -7,6 +7,7 @@
 #include <stdio.h>
 
 #include "bus.h"
+#include "context-arg.h"
 #include "hotresetctl.h"
 #include "output.h"
 
@@ -15,21 +16,6 @@
 #define FLAG_DEV_ID_OWNED UINT32_C(2)
 #define DEVID_OWNED UINT32_C(0)
 #define DEVID_NOT_OWNED UINT32_C(0xffffffff)
-
-static const char *arg_context = NULL;
-
-static const struct option options[] = {
-        { "context", required_argument, NULL, ARG_CONTEXT },
-        {},
-};
-
-static int parse_option(int c, const char *arg) {
-        if (c == ARG_CONTEXT) {
-                arg_context = arg;
-                return 0;
-        }
-        return usage_error("unhandled option");
-}
 
 static void print_flags(uint32_t flags) {
         uint32_t unknown = flags & ~(FLAG_DEV_ID | FLAG_DEV_ID_OWNED);
@@ -160,7 +146,8 @@ const Verb verb_hot_reset_info = {
                 "devid, owned: bound|group|no} or {address, group}]}.\n",
         .min_args = 1,
         .max_args = 1,
-        .options = options,
-        .parse_option = parse_option,
+        .options = context_options,
+        .parse_option = context_option_parse,
         .run = run,
+        .interactive = true,
 };

@@ -8,6 +8,8 @@ PACKAGES=(
     # build
     meson ninja-build gcc libc6-dev pkg-config
     libsystemd-dev libudev-dev libjson-c-dev libinih-dev
+    # hotresetctl's tables and trees (util-linux's libsmartcols)
+    libsmartcols-dev
     # the man pages (scdoc sources); bash-completion: its completionsdir
     # (pkg-config) and the completion test's bash_completion
     scdoc bash-completion
@@ -28,6 +30,9 @@ PACKAGES=(
     # vm-systemd: the guest boots the host's systemd as PID 1 and registers
     # callers as machines with systemd-machined (machinectl)
     systemd-container
+    # hotresetctl on a terminal (test_cli_terminal.py): tmux; the polkit
+    # agent (pkttyagent) comes with polkitd, systemd-hwdb with udev
+    tmux
 )
 
 missing=()

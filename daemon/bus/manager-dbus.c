@@ -518,6 +518,14 @@ static int property_get_unleased_hot_reset(sd_bus *bus, const char *path, const 
         return sd_bus_message_append(reply, "b", m->policy ? m->policy->unleased_hot_reset : true);
 }
 
+/* The policy file the daemon reads (it may not exist: then the defaults
+ * apply). For people: `hotresetctl status` shows it. */
+static int property_get_policy_file(sd_bus *bus, const char *path, const char *interface, const char *property,
+                                    sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        return sd_bus_message_append(reply, "s", m->policy_path ?: "");
+}
+
 /* Every call that changes state is audited (audit.h). */
 AUDITED_MANAGER_METHOD(method_create_context)
 AUDITED_MANAGER_METHOD(method_hot_reset)
@@ -532,6 +540,7 @@ static const sd_bus_vtable manager_vtable[] = {
         SD_BUS_PROPERTY("Limits", "a{su}", property_get_limits, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("UnleasedHotReset", "b", property_get_unleased_hot_reset, 0,
                         SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("PolicyFile", "s", property_get_policy_file, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_METHOD_WITH_ARGS("ListDevices",
                                 SD_BUS_NO_ARGS,
                                 SD_BUS_RESULT("a(ssso)", devices),

@@ -97,7 +97,8 @@ int context_watch_process(Context *c, int pidfd, pid_t recorded_pid) {
         return 0;
 }
 
-int context_new_restored(Manager *m, uint64_t id, const char *owner, uid_t uid, ContextLifetime lifetime,
+/* The fields every context starts with; no files yet. */
+static int context_alloc(Manager *m, uint64_t id, const char *owner, uid_t uid, ContextLifetime lifetime,
                          const char *description, Context **ret) {
         Context *c = calloc(1, sizeof(Context));
         if (!c)
@@ -118,10 +119,16 @@ int context_new_restored(Manager *m, uint64_t id, const char *owner, uid_t uid, 
                 free(c);
                 return -ENOMEM;
         }
-        if (id > m->next_context_id)
-                m->next_context_id = id;
         *ret = c;
         return 0;
+}
+
+int context_new_restored(Manager *m, uint64_t id, const char *owner, uid_t uid, ContextLifetime lifetime,
+                         const char *description, Context **ret) {
+        int r = context_alloc(m, id, owner, uid, lifetime, description, ret);
+        if (r >= 0 && id > m->next_context_id)
+                m->next_context_id = id;
+        return r;
 }
 
 void context_abandon(Context *c) {
@@ -148,22 +155,10 @@ int context_new(Manager *m, const char *owner, uid_t uid, ContextLifetime lifeti
         Context *c;
         int r;
 
-        c = calloc(1, sizeof(Context));
-        if (!c)
-                return -ENOMEM;
-        c->manager = m;
-        c->iommufd = c->container = c->pidfd = -1;
-        c->owner_uid = uid;
-        c->lifetime = lifetime;
-        c->id = ++m->next_context_id;
-        if (asprintf(&c->path, CONTEXT_PATH_PREFIX "/%" PRIu64, c->id) < 0)
-                c->path = NULL;
-        c->owner = strdup(owner);
-        c->description = strdup(strempty(description));
-        if (!c->path || !c->owner || !c->description) {
-                r = -ENOMEM;
-                goto fail;
-        }
+        r = context_alloc(m, m->next_context_id + 1, owner, uid, lifetime, description, &c);
+        if (r < 0)
+                return r;
+        m->next_context_id++;
 
         if (lifetime == CONTEXT_PROCESS) {
                 r = context_tie_to_process(c, pidfd, error);

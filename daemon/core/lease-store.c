@@ -26,12 +26,16 @@
 #define RECORD_VERSION 1
 #define RECORD_SIZE_MAX (1024 * 1024)
 #define FDNAME_MAX 64
+/* The highest lease id given out: a released lease's path is not given to
+ * another one after a restart either. */
+#define LAST_ID_FILE "last-id"
 
 typedef struct LeaseStore {
         char *dir;    /* $RUNTIME_DIRECTORY/leases */
         unsigned max; /* $FDSTORE: how many files systemd keeps */
         unsigned n;   /* how many we gave it */
         bool warned_full;
+        uint64_t last_id; /* the highest context id written to LAST_ID_FILE */
 } LeaseStore;
 
 bool lease_store_enabled(const Manager *m) {
@@ -405,6 +409,15 @@ void lease_store_save(Manager *m, Context *c) {
                 (void) strv_extend(&now, name);
         }
 
+        if (c->id > s->last_id) {
+                char path[PATH_MAX], text[32];
+                snprintf(path, sizeof path, "%s/" LAST_ID_FILE, s->dir);
+                snprintf(text, sizeof text, "%" PRIu64 "\n", c->id);
+                _cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+                if (fd >= 0 && write(fd, text, strlen(text)) == (ssize_t) strlen(text))
+                        s->last_id = c->id;
+        }
+
         /* 2. The record, naming only files the store has. */
         int k = write_record(s, c, m->backend->name);
         if (k < 0)
@@ -754,6 +767,20 @@ int lease_store_restore(Manager *m) {
                 s->n = (unsigned) t.n;
         }
 
+        /* First the ids given out so far: restoring a lease rewrites its
+         * record, and must not take the count back to its own id. */
+        {
+                _cleanup_free_ char *last_text = NULL;
+                char p[PATH_MAX];
+                unsigned long long last;
+                snprintf(p, sizeof p, "%s/" LAST_ID_FILE, s->dir);
+                if (read_file(p, &last_text) >= 0 && sscanf(last_text, "%llu", &last) == 1 &&
+                    last > m->next_context_id) {
+                        m->next_context_id = last;
+                        s->last_id = last;
+                }
+        }
+
         _cleanup_(closedirp) DIR *dir = opendir(s->dir);
         if (!dir) {
                 stored_fds_done(m, &t);
@@ -767,6 +794,8 @@ int lease_store_restore(Manager *m) {
                 Context *c = NULL;
 
                 if (de->d_name[0] == '.')
+                        continue;
+                if (streq(de->d_name, LAST_ID_FILE))
                         continue;
                 snprintf(path, sizeof path, "%s/%s", s->dir, de->d_name);
                 errno = 0;

@@ -1278,6 +1278,10 @@ class HotresetdTestCase(unittest.TestCase):
     # no polkitd (callers other than root then get "authorization service
     # unavailable").
     POLKIT_RULES = None
+    # Run the daemon as under systemd with a file descriptor store
+    # ($FDSTORE, $RUNTIME_DIRECTORY; the harness keeps the stored files):
+    # leases survive env.restart_daemon().
+    FD_STORE = False
     maxDiff = None
 
     def setUp(self):
@@ -1292,7 +1296,10 @@ class HotresetdTestCase(unittest.TestCase):
             if self.CONFIG is not None:
                 self.env.write_config(self.CONFIG)
             if self.MACHINE is not None:
-                self.env.start_daemon(self.MACHINE, args=self.DAEMON_ARGS, extra_env=self.DAEMON_ENV)
+                extra_env = dict(self.DAEMON_ENV or {})
+                if self.FD_STORE:
+                    extra_env.update(self.env.fd_store_env())
+                self.env.start_daemon(self.MACHINE, args=self.DAEMON_ARGS, extra_env=extra_env)
         except BaseException:
             self.env.close(failed=True)
             raise

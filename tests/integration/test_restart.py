@@ -96,7 +96,7 @@ class RestartBase(harness.HotresetdTestCase):
 
     def records(self):
         d = os.path.join(self.runtime, 'leases')
-        return sorted(os.listdir(d)) if os.path.isdir(d) else []
+        return sorted(f for f in os.listdir(d) if f != 'last-id') if os.path.isdir(d) else []
 
     def record_path(self, ctx):
         return os.path.join(self.runtime, 'leases', ctx.rsplit('/', 1)[1] + '.json')
@@ -152,6 +152,11 @@ class RestartBase(harness.HotresetdTestCase):
         new = self.lease(self.OTHER, Persistent=True)
         self.assertNotEqual(new, ctx)
         self.context(new).Release()
+        # Released leases' paths are not given out again after a restart.
+        self.restart(signal.SIGKILL)
+        newer = self.lease(self.OTHER, Persistent=True)
+        self.assertGreater(int(newer.rsplit('/', 1)[1]), int(new.rsplit('/', 1)[1]))
+        self.context(newer).Release()
 
         # Released: its files and its record leave the store.
         self.context(ctx).Release()

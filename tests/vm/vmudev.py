@@ -150,25 +150,10 @@ def wait_driver(g, rec, address, want, what):
 # The daemon, under a stand-in for systemd's file descriptor store
 
 
-# What systemd does when it starts a service with a file descriptor store:
-# the files at 3, 4, ... with LISTEN_FDS, LISTEN_FDNAMES and LISTEN_PID (the
-# pid stays the same across the exec). As tests/integration/listen-exec.py.
-LISTEN_EXEC = r'''
-import fcntl, os, sys
-sep = sys.argv.index('--')
-pairs = [a.split('=', 1) for a in sys.argv[1:sep]]
-cmd = sys.argv[sep + 1:]
-high = [fcntl.fcntl(int(fd), fcntl.F_DUPFD_CLOEXEC, 3 + len(pairs)) for _, fd in pairs]
-for i, fd in enumerate(high):
-    os.dup2(fd, 3 + i, inheritable=True)
-keep = set(range(3, 3 + len(pairs)))
-for fd in set(int(f) for _, f in pairs) | set(high):
-    if fd not in keep:
-        os.close(fd)
-env = dict(os.environ, LISTEN_FDS=str(len(pairs)), LISTEN_FDNAMES=':'.join(n for n, _ in pairs),
-           LISTEN_PID=str(os.getpid()))
-os.execve(cmd[0], cmd, env)
-'''
+# What systemd does when it starts a service with a file descriptor store
+# (the files at 3, 4, ... with LISTEN_FDS, LISTEN_FDNAMES, LISTEN_PID): the
+# integration tier's stand-in, from the source tree the guest mounts.
+LISTEN_EXEC = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'integration', 'listen-exec.py')
 
 
 class StoreDaemon:
@@ -237,7 +222,7 @@ class StoreDaemon:
         cmd, pass_fds = list(self.command), []
         if self.store:
             pass_fds = [fd for _, fd in self.store]
-            cmd = [sys.executable, '-c', LISTEN_EXEC] + [f'{n}={fd}' for n, fd in self.store] + ['--'] + cmd
+            cmd = [sys.executable, LISTEN_EXEC] + [f'{n}={fd}' for n, fd in self.store] + ['--'] + cmd
         logf = open(self.log_path, 'w' if self.starts == 1 else 'a')
         self.proc = subprocess.Popen(cmd, stdout=logf, stderr=logf, stdin=subprocess.DEVNULL, env=env,
                                      pass_fds=pass_fds)
