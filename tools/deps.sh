@@ -27,6 +27,9 @@ PACKAGES=(
     # vm-udev: the guest (the host's root) runs systemd-udevd, and python3-dbus
     # on a GLib main loop for the daemon's signals
     udev python3-gi
+    # vm-systemd: the guest boots the host's systemd as PID 1 and registers
+    # callers as machines with systemd-machined (machinectl)
+    systemd-container
     # hotresetctl on a terminal (test_cli_terminal.py): tmux; the polkit
     # agent (pkttyagent) comes with polkitd, systemd-hwdb with udev
     tmux

@@ -114,6 +114,7 @@ class Topology:
         # 'compare': Scenario steps, kernel == daemon == emulated (run-vm.py);
         # 'vmm': VmmScenario, a nested QEMU 10 on the broker's files (vmm.py)
         # 'udev': VmmScenario, systemd-udevd and one daemon across sysfs changes (vmudev.py)
+        # 'systemd': VmmScenario, the .deb under systemd as PID 1 (sd-init.sh, sdguest.py)
         self.kind = kind
 
 
@@ -396,8 +397,59 @@ def udev_topology():
         sc, kind='udev')
 
 
+def systemd_topology():
+    """vm-systemd: the Debian package installed and run by systemd as PID 1
+    (tests/vm/sdguest.py; the guest's root is an overlay on the host's,
+    tests/vm/sd-init.sh), the real dbus-daemon, polkitd and
+    systemd-machined. The scenarios run in order on one boot, each from the
+    previous one's end. A two-function e1000e behind a root port without
+    hotplug (bus reset; one IOMMU group), both functions on vfio-pci before
+    the daemon starts, and a lone e1000e behind a second root port, bound
+    to vfio-pci only after the daemon started."""
+    f0, f1, late = '0000:01:00.0', '0000:01:00.1', '0000:02:00.0'
+    both = {f0: 'vfio-pci', f1: 'vfio-pci'}
+    sc = [
+        VmmScenario('sd-install', 'iommufd', both,
+                    'dpkg -i of the .deb: the postinst enables and starts hotresetd.service (iommufd model); '
+                    'stopped again; an unprivileged user'),
+        VmmScenario('sd-activate', 'iommufd', both,
+                    'a polkit rule for the user: busctl call as the user activates the daemon '
+                    '(SystemdService=hotresetd.service), leases both functions, a real hot reset'),
+        VmmScenario('sd-restart', 'iommufd', both,
+                    'systemctl restart hotresetd: a new process, the lease at the same path still holds both '
+                    'functions (fd store) and resets through its restored files'),
+        VmmScenario('sd-refused', 'iommufd', both,
+                    'the rule removed: the same user is refused (AccessDenied) CreateContext, HotReset on its '
+                    'own lease and an unleased HotReset; contexts and holders unchanged'),
+        VmmScenario('sd-journal', 'iommufd', both,
+                    'journalctl -o json: lease created, devices attached, reset done, authorization refused, '
+                    'with MESSAGE_ID, HOTRESETD_DEVICE/CONTEXT, the caller\'s UID, PID, COMM, UNIT'),
+        VmmScenario('sd-sandbox-iommufd', 'iommufd', both,
+                    'under the installed unit\'s sandbox, iommufd model (/dev/iommu, /dev/vfio/devices/vfioN): '
+                    'lease and reset; a device bound to vfio-pci after the start is leased and reset'),
+        VmmScenario('sd-sandbox-group', 'group', both,
+                    'the same under the legacy group model (--uapi=group drop-in: /dev/vfio/vfio, /dev/vfio/N)'),
+        VmmScenario('sd-machine', 'iommufd', both,
+                    'a rule granting by the machine detail: busctl from a process registered with '
+                    'systemd-machined (RegisterMachine) as the granted machine is authorized, as another '
+                    'machine refused'),
+        VmmScenario('sd-security', 'iommufd', both,
+                    'systemd-analyze security hotresetd.service in the booted guest: exposure <= 2.0'),
+    ]
+    return Topology(
+        'systemd',
+        'systemd as PID 1 on an overlay of the host\'s root, the .deb installed: a two-function e1000e behind '
+        'a root port without hotplug, a lone e1000e behind another (bound to vfio-pci after the daemon started)',
+        root_port('rp1', '0x2', 1, hotplug=False) + root_port('rp2', '0x3', 2, hotplug=False) + [
+            '-device', 'e1000e,bus=rp1,addr=0.0,multifunction=on',
+            '-device', 'e1000e,bus=rp1,addr=0.1',
+            '-device', 'e1000e,bus=rp2,addr=0.0',
+        ],
+        {f0: 'e1000e', f1: 'e1000e', late: 'e1000e'},
+        sc, kind='systemd')
+
 TOPOLOGIES = {t.name: t for t in (multifunction_topology(), bridge_topology(), slot_topology(), vmm_topology(),
-                                  udev_topology())}
+                                  udev_topology(), systemd_topology())}
 
 
 # ---------------------------------------------------------------------------

@@ -114,6 +114,30 @@ def find_qemu10():
 
 
 QEMU10 = None  # the vmm topology's QEMU 10 tree (find_qemu10)
+DEB = None  # the systemd topology's hotresetd .deb (find_deb)
+
+
+def find_deb():
+    """The Debian package vm-systemd installs in the guest:
+    $HOTRESETD_DEB when set (tools/run-tests.sh builds it first, the one CI
+    checks with lintian), else tools/build-deb.sh builds it from this tree
+    into BUILD/vm-deb (about 20 s). Fails the test when it cannot."""
+    deb = os.environ.get('HOTRESETD_DEB')
+    if deb:
+        if not os.path.isfile(deb):
+            fail(f'HOTRESETD_DEB={deb} is not a file')
+        return os.path.realpath(deb), 0.0
+    out = os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(os.environ['HOTRESETD_BIN']))), 'vm-deb')
+    t0 = time.monotonic()
+    p = subprocess.run(['bash', os.path.join(SOURCE_ROOT, 'tools', 'build-deb.sh'), out], stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, universal_newlines=True, stdin=subprocess.DEVNULL)
+    if p.returncode != 0:
+        say(p.stdout[-6000:])
+        fail(f'tools/build-deb.sh failed (exit status {p.returncode}); its output is above')
+    debs = [line.split(': ', 1)[1] for line in p.stdout.splitlines() if line.startswith('build-deb: /')]
+    if not debs or not os.path.isfile(debs[-1]):
+        fail(f'tools/build-deb.sh named no package: {p.stdout[-2000:]}')
+    return debs[-1], time.monotonic() - t0
 
 
 def kept_paths():
@@ -129,14 +153,27 @@ def kept_paths():
 
 
 def qemu_command(qemu, kernel, topo, share, console):
-    init = os.path.join(HERE, 'guest-init.sh')
+    if topo.kind == 'systemd':
+        # sd-init.sh: an overlay (tmpfs upper) on the 9p root, then
+        # systemd as PID 1 booting hrvm.target, whose test service runs
+        # sdguest.py. /tmp in the overlay is the host's: nothing to keep.
+        init = os.path.join(HERE, 'sd-init.sh')
+        # no_timer_check: once, under load, the kernel panicked early with
+        # "timer doesn't work through Interrupt-remapped IO-APIC" (TCG
+        # too slow for the check), a boot lost before systemd.
+        extra = ['systemd.unit=hrvm.target', f'hrvm.script={os.path.join(HERE, "sdguest.py")}', 'no_timer_check']
+        memory = '1536M'
+    else:
+        init = os.path.join(HERE, 'guest-init.sh')
+        extra = [f'hrvm.keep={",".join(kept_paths())}'] if kept_paths() else []
+        memory = '1G'
     append = ' '.join([
         'console=ttyS0', 'intel_iommu=on', 'panic=-1', 'root=hostroot', 'rootfstype=9p',
         'rootflags=trans=virtio,version=9p2000.L,msize=262144,cache=loose', 'ro', f'init={init}',
         'hrvm.tag=hrvm', f'hrvm.python={GUEST_PYTHON}',
-    ] + ([f'hrvm.keep={",".join(kept_paths())}'] if kept_paths() else []))
+    ] + extra)
     return [
-        qemu, '-machine', 'q35', '-accel', 'tcg', '-cpu', 'max', '-m', '1G', '-smp', '2',
+        qemu, '-machine', 'q35', '-accel', 'tcg', '-cpu', 'max', '-m', memory, '-smp', '2',
         '-nodefaults', '-no-user-config', '-display', 'none', '-monitor', 'none',
         '-serial', f'file:{console}', '-no-reboot',
         '-kernel', kernel, '-append', append,
@@ -170,6 +207,8 @@ def boot(qemu, kernel, topo, tmp, only):
         # The sanitizers' settings of this run, for an ASan build in the guest.
         'env': {k: v for k, v in os.environ.items() if k in ('ASAN_OPTIONS', 'UBSAN_OPTIONS', 'LSAN_OPTIONS')},
     }
+    if topo.kind == 'systemd':
+        cfg['deb'] = DEB
     if topo.kind == 'vmm':
         cfg['qemu10'] = QEMU10
         cfg['hotresetctl'] = os.path.abspath(os.environ['HOTRESETCTL_BIN'])
@@ -287,7 +326,7 @@ def main(argv):
     only = None
     if '--list' in argv:
         for sc in topo.scenarios:
-            if topo.kind in ('vmm', 'udev'):
+            if topo.kind in ('vmm', 'udev', 'systemd'):
                 pending = f' [pending: {sc.pending.reason}]' if sc.pending else ''
                 say(f'{sc.name}: {sc.model}, {sc.title}{pending}')
             else:
@@ -295,7 +334,7 @@ def main(argv):
         return 0
     if '--only' in argv:
         only = argv[argv.index('--only') + 1].split(',')
-    if topo.kind in ('vmm', 'udev'):
+    if topo.kind in ('vmm', 'udev', 'systemd'):
         global TAP
         TAP = True
 
@@ -339,6 +378,18 @@ def main(argv):
     kernel, kernel_desc = find_kernel()
     say(f'kernel: {kernel_desc}')
     say(f'qemu: {qemu}; accelerator: TCG (no KVM)')
+    if topo.kind == 'systemd':
+        # The guest is the host's root with systemd as PID 1: the host must
+        # have what it runs (tools/deps.sh installs them).
+        for path, pkg in (('/lib/systemd/systemd', 'systemd'), ('/lib/systemd/systemd-machined', 'systemd-container'),
+                          ('/usr/lib/polkit-1/polkitd', 'polkitd'), ('/usr/bin/pkcheck', 'polkitd'),
+                          ('/usr/bin/setpriv', 'util-linux'), ('/usr/sbin/switch_root', 'util-linux'),
+                          ('/usr/sbin/useradd', 'passwd'), ('/lib/systemd/systemd-udevd', 'udev')):
+            if not os.access(path, os.X_OK):
+                fail(f'{path} is missing (Debian: apt-get install {pkg}; tools/deps.sh)')
+        global DEB
+        DEB, deb_s = find_deb()
+        say(f'package: {DEB} ({deb_s:.1f} s)')
     if topo.kind == 'vmm':
         global QEMU10
         QEMU10, fetch_s = find_qemu10()
@@ -365,7 +416,7 @@ def main(argv):
     guest_log = read(os.path.join(share, 'guest.log'))
     say(f'boot: QEMU exited {rc} after {seconds:.1f} s; guest status {status or "(none)"}')
 
-    if topo.kind in ('vmm', 'udev'):
+    if topo.kind in ('vmm', 'udev', 'systemd'):
         return report_vmm(topo, share, tmp, console, guest_log, seconds, timed_out, status, rc, only)
 
     failed = False
@@ -438,6 +489,9 @@ def report_vmm(topo, share, tmp, console, guest_log, seconds, timed_out, status,
     elif status != '0':
         say(f'FAIL: the guest did not finish its run (status {status or "missing"})')
         failed = True
+    boot_txt = read(os.path.join(share, 'boot.txt')).strip()
+    if boot_txt:
+        say(f'guest boot (systemd-analyze time): {boot_txt}')
     failures = vmm.report(topo, share, lambda line: print(line, flush=True), only)
     say(f'topology {topo.name}: boot and run {seconds:.1f} s; {failures} failures')
     if failed or failures:
