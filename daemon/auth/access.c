@@ -129,6 +129,7 @@ static struct {
         pid_t pid;
         char comm[16]; /* for the log only, read from /proc once */
         char unit[64];
+        char machine[64]; /* the systemd-machined machine (container, VM) it runs in */
 } caller_cache[CALLER_CACHE_SIZE];
 static unsigned caller_cache_next;
 
@@ -138,12 +139,13 @@ void access_forget_caller(const char *name) {
                         caller_cache[i].name[0] = 0;
 }
 
-/* The command and unit of pid, from /proc: for the log only. */
-static void read_comm_unit(pid_t pid, char comm[static 16], char unit[static 64]) {
+/* The command, unit and machine of pid, from /proc and machined: for the
+ * log only. */
+static void read_comm_unit(pid_t pid, char comm[static 16], char unit[static 64], char machine[static 64]) {
         char path[64];
-        _cleanup_free_ char *u = NULL;
+        _cleanup_free_ char *u = NULL, *mn = NULL;
 
-        comm[0] = unit[0] = 0;
+        comm[0] = unit[0] = machine[0] = 0;
         if (pid <= 0)
                 return;
         snprintf(path, sizeof path, "/proc/%d/comm", (int) pid);
@@ -152,10 +154,12 @@ static void read_comm_unit(pid_t pid, char comm[static 16], char unit[static 64]
                 comm[strcspn(comm, "\n")] = 0;
         if (sd_pid_get_unit(pid, &u) >= 0)
                 snprintf(unit, 64, "%s", u);
+        if (sd_pid_get_machine_name(pid, &mn) >= 0)
+                snprintf(machine, 64, "%s", mn);
 }
 
 int access_caller_describe(sd_bus_message *msg, uid_t *ret_uid, pid_t *ret_pid, const char **ret_comm,
-                           const char **ret_unit) {
+                           const char **ret_unit, const char **ret_machine) {
         const char *name = sd_bus_message_get_sender(msg);
         int r = access_caller_ids(msg, ret_uid, ret_pid);
         if (r < 0)
@@ -164,6 +168,7 @@ int access_caller_describe(sd_bus_message *msg, uid_t *ret_uid, pid_t *ret_pid, 
                 if (streq(caller_cache[i].name, name)) {
                         *ret_comm = caller_cache[i].comm;
                         *ret_unit = caller_cache[i].unit;
+                        *ret_machine = caller_cache[i].machine;
                         return 0;
                 }
         return -ENOENT; /* not cached (a name too long): ids only */
@@ -199,7 +204,7 @@ int access_caller_ids(sd_bus_message *msg, uid_t *ret_uid, pid_t *ret_pid) {
                 snprintf(caller_cache[i].name, sizeof caller_cache[i].name, "%s", name);
                 caller_cache[i].uid = uid;
                 caller_cache[i].pid = pid;
-                read_comm_unit(pid, caller_cache[i].comm, caller_cache[i].unit);
+                read_comm_unit(pid, caller_cache[i].comm, caller_cache[i].unit, caller_cache[i].machine);
         }
         *ret_uid = uid;
         if (ret_pid)

@@ -52,7 +52,7 @@ int access_caller_ids(sd_bus_message *msg, uid_t *ret_uid, pid_t *ret_pid);
 /* The same with the caller's command and unit as /proc said when it was
  * first seen (for the log only; "" when unknown). -ENOENT: ids only. */
 int access_caller_describe(sd_bus_message *msg, uid_t *ret_uid, pid_t *ret_pid, const char **ret_comm,
-                           const char **ret_unit);
+                           const char **ret_unit, const char **ret_machine);
 /* A bus name went away: what was cached about it goes. */
 void access_forget_caller(const char *name);
 

@@ -51,17 +51,17 @@ static const char *kind_of(const char *member, bool refused, const sd_bus_error 
 typedef struct Caller {
         uid_t uid;
         pid_t pid;
-        char comm[16], unit[64]; /* "" when unknown */
+        char comm[16], unit[64], machine[64]; /* "" when unknown */
 } Caller;
 
 /* Read before the call runs: a caller that has its answer may be gone
  * from /proc. uid and pid are the bus's word; the command and the unit
  * come from /proc, for the log only (all cached per bus name). */
 static void caller_read(sd_bus_message *msg, Caller *ret) {
-        const char *comm = NULL, *unit = NULL;
+        const char *comm = NULL, *unit = NULL, *machine = NULL;
 
         *ret = (Caller) { .uid = (uid_t) -1 };
-        int r = access_caller_describe(msg, &ret->uid, &ret->pid, &comm, &unit);
+        int r = access_caller_describe(msg, &ret->uid, &ret->pid, &comm, &unit, &machine);
         if (r < 0 && r != -ENOENT) {
                 *ret = (Caller) { .uid = (uid_t) -1 };
                 return;
@@ -69,6 +69,7 @@ static void caller_read(sd_bus_message *msg, Caller *ret) {
         /* Copied: the cache may reuse its slot before the call is logged. */
         snprintf(ret->comm, sizeof ret->comm, "%s", strempty(comm));
         snprintf(ret->unit, sizeof ret->unit, "%s", strempty(unit));
+        snprintf(ret->machine, sizeof ret->machine, "%s", strempty(machine));
 }
 
 static void audit_log(sd_bus_message *msg, Manager *m, const char *context, const Caller *who, int r,
@@ -77,8 +78,8 @@ static void audit_log(sd_bus_message *msg, Manager *m, const char *context, cons
         const char *comm = *who->comm ? who->comm : NULL;
         const char *unit = *who->unit ? who->unit : NULL;
         char device[PCI_ADDRESS_STRING_MAX], created[96];
-        char f[10][FIELD_MAX];
-        const char *fields[11];
+        char f[11][FIELD_MAX];
+        const char *fields[12];
         size_t n = 0;
         uid_t uid = who->uid;
         pid_t pid = who->pid;
@@ -119,6 +120,10 @@ static void audit_log(sd_bus_message *msg, Manager *m, const char *context, cons
         }
         if (unit) {
                 snprintf(f[n], FIELD_MAX, "HOTRESETD_CALLER_UNIT=%s", unit);
+                fields[n] = f[n], n++;
+        }
+        if (*who->machine) {
+                snprintf(f[n], FIELD_MAX, "HOTRESETD_CALLER_MACHINE=%s", who->machine);
                 fields[n] = f[n], n++;
         }
         fields[n] = NULL;

@@ -429,6 +429,14 @@ static int attach_cdev(Context *c, PciDevice *d, bool bind, ContextDevice *ret, 
         pci_address_format(&d->info.address, addr);
 
         fd = backend_open(b, d->info.cdev_path, O_RDWR | O_CLOEXEC);
+        /* open() itself refused: not the group (that is the bind's EPERM)
+         * but the daemon's own confinement. */
+        if (fd == -EPERM || fd == -EACCES)
+                return bus_error_kernel(error, -fd,
+                                        "%s: opening %s was refused (%s): the daemon's device sandbox "
+                                        "(DeviceAllow= in hotresetd.service) or a security module does not let it "
+                                        "open vfio cdevs.",
+                                        addr, d->info.cdev_path, strerror(-fd));
         if (fd < 0)
                 return kernel_error(error, fd, addr, "opening its vfio cdev");
 

@@ -393,6 +393,7 @@ class Guest:
         machine_rule()
         rec.check('the user alone is not authorized (no user rule)', polkit_says(False))
         self.release_all(rec)
+        seen = len(journal())
         for name, granted in ((GRANTED_MACHINE, True), (OTHER_MACHINE, False)):
             r = self.in_machine(rec, name)
             if granted:
@@ -402,6 +403,13 @@ class Guest:
             else:
                 rec.check(f'CreateContext from inside machine {name}: refused', r.get('error') == ACCESS_DENIED,
                           expected=ACCESS_DENIED, got=r)
+        # The audit entries name the machine each call came from.
+        calls = [e for e in journal()[seen:] if e.get('HOTRESETD_METHOD', '').endswith('.CreateContext')]
+        for name, result in ((GRANTED_MACHINE, 'success'), (OTHER_MACHINE, ACCESS_DENIED)):
+            rec.check(f'the journal entry of the call from {name} has HOTRESETD_CALLER_MACHINE={name}',
+                      any(e.get('HOTRESETD_CALLER_MACHINE') == name and e.get('HOTRESETD_RESULT') == result
+                          for e in calls),
+                      got=[{k: e.get(k) for k in ('HOTRESETD_CALLER_MACHINE', 'HOTRESETD_RESULT')} for e in calls])
         self.release_all(rec)
         os.unlink(MACHINE_RULE)
 
