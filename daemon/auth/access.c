@@ -379,7 +379,7 @@ int access_check_reset_limits(Manager *m, uid_t uid, const PciDevice *d, bool wh
         unsigned device_rate = p->limits[POLICY_LIMIT_RESETS_PER_DEVICE];
         unsigned user_rate = p->limits[POLICY_LIMIT_RESETS_PER_USER];
         PciDevice *self, *const *devices;
-        _cleanup_free_ char *limit = NULL, *blamed = NULL;
+        _cleanup_free_ char *limit = NULL;
         char addr[PCI_ADDRESS_STRING_MAX], key[32];
         uint64_t now = now_usec(m), wait = 0;
         size_t n = 0;
