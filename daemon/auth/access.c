@@ -152,6 +152,7 @@ static void read_comm_unit(pid_t pid, char comm[static 16], char unit[static 64]
                 comm[strcspn(comm, "\n")] = 0;
         if (sd_pid_get_unit(pid, &u) >= 0)
                 snprintf(unit, 64, "%s", u);
+        /* cppcheck-suppress resourceLeak ; freed by _cleanup_(fclosep) (cppcheck does not know cleanup attributes) */
 }
 
 int access_caller_describe(sd_bus_message *msg, uid_t *ret_uid, pid_t *ret_pid, const char **ret_comm,
