@@ -25,6 +25,12 @@ PACKAGES=(
     # vm-udev: the guest (the host's root) runs systemd-udevd, and python3-dbus
     # on a GLib main loop for the daemon's signals
     udev python3-gi
+    # the libFuzzer targets (tests/fuzz, built with clang: libFuzzer and
+    # clang's sanitizer runtimes are in libclang-rt-14-dev)
+    clang libclang-rt-14-dev
+    # the valgrind memcheck pass, and static analysis
+    # (tools/static-analysis.sh: cppcheck, clang-tidy with run-clang-tidy)
+    valgrind cppcheck clang-tidy
 )
 
 missing=()

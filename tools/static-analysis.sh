@@ -85,7 +85,12 @@ do_analyzer() {
 # variable initialized to NULL, a NULL after a loop that always allocates.
 # Leaks are checked for real by LeakSanitizer (build-asan/, the fuzzers)
 # and valgrind. Every other analyzer check stays on (double free, use
-# after free, FILE leaks, ...).
+# after free, FILE leaks, ...). When these classes were turned off, their
+# 39 findings (gcc 12.2) were triaged: every NULL and uninitialized one
+# read; the leaks by pattern (a strdup() stored into a calloc'ed array, a
+# TAKE_PTR) with spot checks. The real ones, qsort()/bsearch() handed NULL
+# with a count of 0 (topology.c, backend-linux.c), were fixed. To see them:
+#   meson setup build-an -Dtests=false -Dc_args=-fanalyzer && ninja -C build-an
 ANALYZER_FLAGS="-Wno-analyzer-malloc-leak -Wno-analyzer-use-of-uninitialized-value -Wno-analyzer-null-dereference -Wno-analyzer-null-argument"
 
 if ! setup_db; then
