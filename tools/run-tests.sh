@@ -75,7 +75,7 @@ section_took() {
 # tests/integration/harness.py); a memory error or a definite leak makes it
 # exit 99 on SIGTERM, which fails the test. (Not test_context_lifetime.py:
 # its open-file baseline, read while the daemon is idle, catches
-# valgrind's own files coming and going.) About 5 minutes.
+# valgrind's own files coming and going.) About 2.5 minutes here.
 VALGRIND_TESTS=(integration-resets integration-contexts integration-lifecycle integration-group-model)
 heading "Valgrind memcheck (build/: ${VALGRIND_TESTS[*]})"
 section_start
@@ -92,7 +92,7 @@ section_took "valgrind"
 # share one with ASan): the unit tests, and the integration tests that reset
 # (resets, with overlapping and delayed resets) and rebuild reset domains
 # from machine file updates (domains). A race stops the daemon or the test
-# with a report. About 3 minutes.
+# with a report. About 2 minutes here.
 TSAN_TESTS=(integration-resets integration-domains)
 section_start
 build_tsan() {
@@ -121,7 +121,7 @@ section_took "ThreadSanitizer"
 # the seed corpus in the tree (read only; what the fuzzer finds goes to
 # build-fuzz/corpus/, a crash to build-fuzz/artifacts/). fuzz-dbus runs on
 # both models. README ("Fuzzing") says how to run them for longer. About
-# 6 minutes.
+# 5 minutes here.
 FUZZ_SECONDS=${HOTRESETD_FUZZ_SECONDS:-45}
 section_start
 run_fuzzers() {
@@ -158,7 +158,8 @@ run_fuzzers
 section_took "libFuzzer"
 
 # Static analysis: cppcheck, clang-tidy (.clang-tidy) and gcc -fanalyzer,
-# each from a clean baseline (tools/static-analysis.sh). About 3 minutes.
+# each from a clean baseline (tools/static-analysis.sh). About 1.5 minutes
+# here.
 heading "Static analysis (tools/static-analysis.sh)"
 section_start
 tools/static-analysis.sh || failed+=("static analysis: tools/static-analysis.sh (the tool's findings above)")
