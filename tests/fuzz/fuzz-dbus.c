@@ -55,6 +55,7 @@ static Manager *manager;
 static Machine *machine;
 static pid_t bus_pid = -1;
 static char tmpdir[] = "/tmp/hotresetd-fuzz-dbus.XXXXXX";
+static bool tmpdir_made;
 static uint64_t call_timeout_usec = 10 * 1000000ULL;
 static bool verbose;
 static int fd_pool[5] = { -1, -1, -1, -1, -1 };
@@ -493,16 +494,22 @@ static bool daemon_idle(void) {
 }
 
 static void stop_bus(void) {
+        static const char *const files[] = { "bus", "bus.conf", "hotresetd.conf" };
+
         if (bus_pid > 0) {
                 (void) kill(bus_pid, SIGTERM);
                 (void) waitpid(bus_pid, NULL, 0);
                 bus_pid = -1;
         }
-        if (tmpdir[sizeof tmpdir - 8] != 'X') {
-                char cmd[sizeof tmpdir + 16];
-                snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
-                (void) system(cmd);
+        if (!tmpdir_made)
+                return;
+        for (size_t i = 0; i < ELEMENTSOF(files); i++) {
+                char path[sizeof tmpdir + 32];
+                snprintf(path, sizeof path, "%s/%s", tmpdir, files[i]);
+                (void) unlink(path);
         }
+        (void) rmdir(tmpdir);
+        tmpdir_made = false;
 }
 
 /* dbus-daemon on a socket in tmpdir, anyone may own and call anything
@@ -514,6 +521,7 @@ static void start_bus(void) {
 
         if (!mkdtemp(tmpdir))
                 abort();
+        tmpdir_made = true;
         snprintf(config, sizeof config, "%s/bus.conf", tmpdir);
         snprintf(socket_path, sizeof socket_path, "%s/bus", tmpdir);
         f = fopen(config, "we");
