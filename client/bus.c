@@ -9,6 +9,9 @@
 #include <systemd/sd-event.h>
 
 #include "bus.h"
+#include "hotresetctl.h"
+#include "output.h"
+#include "polkit-agent.h"
 
 int bus_open(sd_bus **ret) {
         int r;
@@ -18,24 +21,85 @@ int bus_open(sd_bus **ret) {
                 fprintf(stderr, "Failed to connect to the system bus: %s\n", strerror(-r));
                 return r;
         }
-        /* A person at a terminal can answer a polkit prompt. */
-        if (isatty(STDIN_FILENO))
+        /* A person at a terminal can answer a polkit prompt: the calls
+         * then carry ALLOW_INTERACTIVE_AUTHORIZATION, and a verb that
+         * changes state starts a text agent first (as systemctl does). */
+        if (arg_ask_password && isatty(STDIN_FILENO)) {
                 (void) sd_bus_set_allow_interactive_authorization(*ret, true);
+                if (current_verb && current_verb->interactive)
+                        (void) polkit_agent_open();
+        }
         return 0;
 }
 
+/* "/org/hotresetd/Broker1/context/9" in an UnknownObject message -> "9". */
+static char *unknown_context(const sd_bus_error *error) {
+        const char *p = error->message ? strstr(error->message, CONTEXT_PATH_PREFIX) : NULL;
+        if (!p)
+                return NULL;
+        p += strlen(CONTEXT_PATH_PREFIX);
+        return strndup(p, strspn(p, "0123456789"));
+}
+
 int bus_log_error(const sd_bus_error *error, int r, const char *what_fmt, ...) {
+        _cleanup_free_ char *context = NULL, *text = NULL;
+        size_t size = 0;
         va_list ap;
 
-        fputs("Failed to ", stderr);
-        va_start(ap, what_fmt);
-        vfprintf(stderr, what_fmt, ap);
-        va_end(ap);
-        if (sd_bus_error_is_set(error))
-                fprintf(stderr, ": %s (%s)\n", error->message ?: "no message", error->name);
-        else
-                fprintf(stderr, ": %s\n", strerror(r < 0 ? -r : r));
+        /* Written to a string first: on a terminal it is folded at spaces
+         * rather than cut mid-word by the terminal. */
+        FILE *f = open_memstream(&text, &size);
+        if (!f)
+                return r;
+
+        /* The two a person meets most, in words instead of D-Bus's. */
+        if (sd_bus_error_has_names(error, SD_BUS_ERROR_SERVICE_UNKNOWN, SD_BUS_ERROR_NAME_HAS_NO_OWNER))
+                fprintf(f, "hotresetd is not running: nothing owns " BUS_NAME " on the system bus");
+        else if (sd_bus_error_has_names(error, SD_BUS_ERROR_UNKNOWN_OBJECT, SD_BUS_ERROR_UNKNOWN_INTERFACE) &&
+                 (context = unknown_context(error)) && *context)
+                fprintf(f, "no context %s (`%s contexts` lists them)", context, program_invocation_short_name);
+        else {
+                fputs("Failed to ", f);
+                va_start(ap, what_fmt);
+                vfprintf(f, what_fmt, ap);
+                va_end(ap);
+                if (sd_bus_error_is_set(error))
+                        fprintf(f, ": %s", error->message ?: "no message");
+                else
+                        fprintf(f, ": %s", strerror(r < 0 ? -r : r));
+        }
+        if (arg_verbose && sd_bus_error_is_set(error))
+                fprintf(f, " (%s)", error->name);
+        if (fclose(f) != 0 || !text)
+                return r;
+        fprint_folded(stderr, text, 0);
         return r;
+}
+
+bool bus_error_is_unknown_context(const sd_bus_error *error) {
+        _cleanup_free_ char *context = NULL;
+        return sd_bus_error_has_names(error, SD_BUS_ERROR_UNKNOWN_OBJECT, SD_BUS_ERROR_UNKNOWN_INTERFACE) &&
+               (context = unknown_context(error)) && *context;
+}
+
+int bus_get_manager(sd_bus *bus, json_object **ret) {
+        return bus_get_all_properties(bus, ROOT_PATH, MANAGER_IFACE, "the daemon", ret);
+}
+
+bool bus_is_emulated(sd_bus *bus) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        int emulated = 0;
+
+        if (sd_bus_get_property_trivial(bus, BUS_NAME, ROOT_PATH, MANAGER_IFACE, "Emulated", &error, 'b',
+                                        &emulated) < 0)
+                return false;
+        return emulated;
+}
+
+void print_emulated_note(sd_bus *bus) {
+        if (arg_json || !arg_legend || !bus_is_emulated(bus))
+                return;
+        printf("%sEmulated machine:%s no real device was touched.\n", ansi_yellow(), ansi_normal());
 }
 
 bool bus_error_is_refusal(const sd_bus_error *error) {

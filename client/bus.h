@@ -30,9 +30,23 @@
  * why on failure. */
 int bus_open(sd_bus **ret);
 
-/* Prints "Failed to <what>: <message> (<error name>)" for a failed call (or
- * strerror(-r) when there is no D-Bus error). Returns r. */
+/* Prints "Failed to <what>: <message>" for a failed call (or strerror(-r)
+ * when there is no D-Bus error), " (<error name>)" with --verbose. The
+ * daemon not running and an unknown context are said in words of their
+ * own. Returns r. */
 int bus_log_error(const sd_bus_error *error, int r, const char *what_fmt, ...) _printf_(3, 4);
+
+/* UnknownObject for a context path: the context does not exist. */
+bool bus_error_is_unknown_context(const sd_bus_error *error);
+
+/* The Manager's properties (Version, Backend, Emulated, ...) as JSON. */
+int bus_get_manager(sd_bus *bus, json_object **ret);
+
+/* After a verb that acted on the machine: on the emulated kernel, says so
+ * (text output only: JSON carries "emulated" itself). */
+void print_emulated_note(sd_bus *bus);
+/* Manager.Emulated (false when it cannot be read). */
+bool bus_is_emulated(sd_bus *bus);
 
 /* A D-Bus error that means "this hot reset is refused or not possible"
  * (exit status 3), as opposed to a failed call. */

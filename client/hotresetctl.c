@@ -4,33 +4,88 @@
  * file: global options, the verb table, help, and argument helpers. */
 #include <errno.h>
 #include <stdarg.h>
+#include <locale.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "config.h"
 #include "hotresetctl.h"
+#include "pager.h"
 #include "util.h"
 
-bool arg_json = false;
+JsonMode arg_json = JSON_OFF;
 bool arg_legend = true;
+bool arg_names = true;
+bool arg_ask_password = true;
+bool arg_verbose = false;
+bool arg_pager = true;
+const Verb *current_verb = NULL;
 
 static const Verb *const verbs[] = {
+        &verb_status,
         &verb_list,
         &verb_info,
         &verb_check,
+        &verb_scope,
         &verb_acquire,
         &verb_release,
+        &verb_detach,
         &verb_contexts,
         &verb_reset,
+        &verb_reset_device,
+        &verb_reload,
         &verb_hot_reset_info,
         &verb_monitor,
         &verb_run,
 };
 
 /* Options every verb takes, before or after the verb. */
-#define GLOBAL_OPTIONS                                            \
-        { "json", no_argument, NULL, ARG_JSON },                  \
-        { "no-legend", no_argument, NULL, ARG_NO_LEGEND },        \
+#define GLOBAL_OPTIONS                                                    \
+        { "json", optional_argument, NULL, ARG_JSON },                    \
+        { "no-legend", no_argument, NULL, ARG_NO_LEGEND },                \
+        { "no-pager", no_argument, NULL, ARG_NO_PAGER },                  \
+        { "no-ask-password", no_argument, NULL, ARG_NO_ASK_PASSWORD },    \
+        { "no-names", no_argument, NULL, ARG_NO_NAMES },                  \
+        { "verbose", no_argument, NULL, ARG_VERBOSE },                    \
         { "help", no_argument, NULL, 'h' }
+
+/* A global option: 1 when c was one (handled), 0 when it is not global,
+ * -EINVAL after a usage error. */
+static int parse_global_option(int c, const char *arg) {
+        switch (c) {
+        case ARG_JSON:
+                if (!arg)
+                        arg_json = JSON_AUTO;
+                else if (streq(arg, "pretty"))
+                        arg_json = JSON_PRETTY;
+                else if (streq(arg, "short"))
+                        arg_json = JSON_SHORT;
+                else if (streq(arg, "off"))
+                        arg_json = JSON_OFF;
+                else if (streq(arg, "help")) {
+                        puts("pretty\nshort\noff");
+                        exit(EXIT_OK);
+                } else
+                        return usage_error("unknown --json mode '%s' (expected pretty, short or off)", arg);
+                return 1;
+        case ARG_NO_LEGEND:
+                arg_legend = false;
+                return 1;
+        case ARG_NO_PAGER:
+                arg_pager = false;
+                return 1;
+        case ARG_NO_ASK_PASSWORD:
+                arg_ask_password = false;
+                return 1;
+        case ARG_NO_NAMES:
+                arg_names = false;
+                return 1;
+        case ARG_VERBOSE:
+                arg_verbose = true;
+                return 1;
+        }
+        return 0;
+}
 
 static void print_help(void) {
         printf("%s [OPTIONS...] COMMAND ...\n\n"
@@ -48,12 +103,22 @@ static void print_help(void) {
         printf("\nOptions:\n"
                "  -h --help          Show this help (COMMAND --help: the command's help)\n"
                "     --version       Show the version\n"
-               "     --json          Print JSON for programs (monitor: one object a line)\n"
-               "     --no-legend     Do not print column headers\n\n"
+               "     --json=MODE     Print JSON for programs: pretty, short or off; --json\n"
+               "                     alone is pretty on a terminal, short otherwise\n"
+               "                     (monitor: always one object a line)\n"
+               "     --no-legend     Print no column headers, verdict or hint lines\n"
+               "     --no-pager      Do not pipe the output into a pager (see below)\n"
+               "     --no-ask-password  Do not start a polkit agent to ask for a password\n"
+               "     --no-names      Do not look up vendor and device names in the hwdb\n"
+               "     --verbose       Add the D-Bus error name to error messages\n\n"
                "Addresses are 0000:01:00.0 or, in PCI domain 0, 01:00.0. A CONTEXT is\n"
                "its number N (as in context/N) or its object path.\n\n"
+               "Colour on a terminal only; NO_COLOR turns it off, SYSTEMD_COLORS=0|1\n"
+               "turns it off or on. On a terminal, status, list, info, check, scope and\n"
+               "contexts page their output through $SYSTEMD_PAGER, $PAGER or less\n"
+               "(empty or cat: none).\n\n"
                "Exit status: 0 success, 1 failure, 2 usage error, 3 the hot reset is\n"
-               "refused or not possible (check, reset).\n");
+               "refused or not possible (check, scope, reset, reset-device).\n");
 }
 
 static void print_verb_help(const Verb *v) {
@@ -61,7 +126,8 @@ static void print_verb_help(const Verb *v) {
                v->summary);
         if (v->help)
                 printf("\n%s", v->help);
-        printf("\nGlobal options: --json, --no-legend, -h --help\n");
+        printf("\nGlobal options: --json[=MODE], --no-legend, --no-pager, --no-ask-password,\n"
+               "--no-names, --verbose, -h --help\n");
 }
 
 int usage_error(const char *fmt, ...) {
@@ -133,7 +199,7 @@ static int parse_global_options(int argc, char *argv[]) {
                 { "version", no_argument, NULL, ARG_VERSION },
                 {},
         };
-        int c;
+        int c, r;
 
         /* "+": stop at the verb; its own options follow it. */
         while ((c = getopt_long(argc, argv, "+h", options, NULL)) >= 0)
@@ -144,16 +210,14 @@ static int parse_global_options(int argc, char *argv[]) {
                 case ARG_VERSION:
                         printf("hotresetctl %s\n", HOTRESETD_VERSION);
                         return 0;
-                case ARG_JSON:
-                        arg_json = true;
-                        break;
-                case ARG_NO_LEGEND:
-                        arg_legend = false;
-                        break;
                 case '?':
                         return -EINVAL;
                 default:
-                        return usage_error("unhandled option");
+                        r = parse_global_option(c, optarg);
+                        if (r < 0)
+                                return r;
+                        if (r == 0)
+                                return usage_error("unhandled option");
                 }
         return 1;
 }
@@ -164,7 +228,7 @@ static int parse_global_options(int argc, char *argv[]) {
 static int parse_verb_options(const Verb *v, int argc, char *argv[]) {
         static const struct option global[] = { GLOBAL_OPTIONS };
         size_t n_own = 0;
-        int c;
+        int c, r;
 
         while (v->options && v->options[n_own].name)
                 n_own++;
@@ -181,15 +245,14 @@ static int parse_verb_options(const Verb *v, int argc, char *argv[]) {
                 case 'h':
                         print_verb_help(v);
                         return 0;
-                case ARG_JSON:
-                        arg_json = true;
-                        break;
-                case ARG_NO_LEGEND:
-                        arg_legend = false;
-                        break;
                 case '?':
                         return -EINVAL;
                 default:
+                        r = parse_global_option(c, optarg);
+                        if (r < 0)
+                                return r;
+                        if (r > 0)
+                                break;
                         if (!v->parse_option)
                                 return usage_error("unhandled option");
                         if (v->parse_option(c, optarg) < 0)
@@ -200,6 +263,9 @@ static int parse_verb_options(const Verb *v, int argc, char *argv[]) {
 
 int main(int argc, char *argv[]) {
         int r;
+
+        /* UTF-8 tree lines and ellipses on a UTF-8 terminal. */
+        (void) setlocale(LC_ALL, "");
 
         r = parse_global_options(argc, argv);
         if (r <= 0)
@@ -240,5 +306,8 @@ int main(int argc, char *argv[]) {
                 usage_error("%s: too many arguments (usage: %s %s)", v->name, v->name, v->synopsis);
                 return EXIT_USAGE;
         }
+        current_verb = v;
+        if (v->pager)
+                pager_open();
         return v->run((int) n_args, vargv + optind);
 }

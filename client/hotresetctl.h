@@ -17,8 +17,18 @@ enum {
 };
 
 /* Global options, valid before or after the verb. */
-extern bool arg_json;
+typedef enum JsonMode {
+        JSON_OFF = 0,   /* tables and text for people */
+        JSON_AUTO,      /* plain --json: indented on a terminal, one line when piped */
+        JSON_PRETTY,
+        JSON_SHORT,
+} JsonMode;
+extern JsonMode arg_json;
 extern bool arg_legend;
+extern bool arg_names;        /* vendor and device names from the hwdb */
+extern bool arg_ask_password; /* start a polkit agent on a terminal */
+extern bool arg_verbose;      /* D-Bus error names after the messages */
+extern bool arg_pager;        /* page long output on a terminal */
 
 typedef struct Verb {
         const char *name;
@@ -33,10 +43,19 @@ typedef struct Verb {
         int (*parse_option)(int c, const char *arg);
         /* Runs with the positional arguments; returns an exit status. */
         int (*run)(int argc, char *argv[]);
+        /* The verb changes state: polkit may want to ask the user, so a
+         * polkit agent is started on a terminal (see polkit-agent.h). */
+        bool interactive;
+        /* The output can be long: page it on a terminal (pager.h). */
+        bool pager;
 } Verb;
 
-extern const Verb verb_list, verb_info, verb_check, verb_acquire, verb_release, verb_contexts, verb_reset,
-        verb_hot_reset_info, verb_monitor, verb_run;
+extern const Verb verb_status, verb_list, verb_info, verb_check, verb_scope, verb_acquire, verb_release,
+        verb_detach, verb_contexts, verb_reset, verb_reset_device, verb_reload, verb_hot_reset_info, verb_monitor,
+        verb_run;
+
+/* The verb being run (main sets it before calling run). */
+extern const Verb *current_verb;
 
 /* Option codes of the verbs, above every short option character. */
 enum {
@@ -49,6 +68,10 @@ enum {
         ARG_NO_BIND,
         ARG_CONTEXT,
         ARG_DEVICE,
+        ARG_NO_PAGER,
+        ARG_NO_ASK_PASSWORD,
+        ARG_NO_NAMES,
+        ARG_VERBOSE,
 };
 
 /* Prints "hotresetctl: <message>" plus a hint to try --help, returns -EINVAL;

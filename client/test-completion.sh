@@ -123,13 +123,21 @@ contains() {
     fi
 }
 
-check 'hotresetctl ' 'acquire check contexts explain hot-reset-info info list monitor release reset run'
-check 'hotresetctl re' 'release reset'
-check 'hotresetctl --' '--help --json --no-legend --version'
+check 'hotresetctl ' 'acquire check contexts detach explain hot-reset-info info list monitor release reload reset reset-device run scope status'
+check 'hotresetctl re' 'release reload reset reset-device'
+check 'hotresetctl --' '--help --json --json= --no-ask-password --no-legend --no-names --no-pager --verbose --version'
 check 'hotresetctl --json ch' 'check'
-check 'hotresetctl acquire --' '--description= --help --json --no-bind --no-legend --persistent --transient'
+check 'hotresetctl --json=' 'off pretty short'
+check 'hotresetctl --json=p' 'pretty'
+check 'hotresetctl list --json=s' 'short'
+check 'hotresetctl acquire --' '--description= --help --json --json= --no-ask-password --no-bind --no-legend --no-names --no-pager --persistent --transient --verbose'
 check 'hotresetctl reset --c' '--context='
-check 'hotresetctl run --' '-- --description= --device= --help --json --no-legend'
+check 'hotresetctl reset-device --c' '--context='
+check 'hotresetctl detach --c' '--context='
+check 'hotresetctl run --' '-- --description= --device= --help --json --json= --no-ask-password --no-legend --no-names --no-pager --verbose'
+check 'hotresetctl scope 0000:01:00.' '00.0 00.1'
+contains 'hotresetctl detach 0000:02:00.0 0000:0' '05:00.0'
+check 'hotresetctl reset-device --context=' '1'
 # Addresses: after the colon, readline completes the part after it.
 check 'hotresetctl check 0000:01:00.' '00.0 00.1'
 check 'hotresetctl info 0000:03:1' '10.0 10.2'

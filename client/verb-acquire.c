@@ -95,7 +95,7 @@ static void release_context(sd_bus *bus, const char *context) {
                 bus_log_error(&error, r, "release %s", context);
 }
 
-static int print_result(const char *context, char **addresses, const uint32_t *devids, size_t n) {
+static int print_result(sd_bus *bus, const char *context, char **addresses, const uint32_t *devids, size_t n) {
         static const char *const headers[] = { "ADDRESS", "DEVID" };
         _cleanup_json_ json_object *out = NULL, *devices = NULL;
         _cleanup_table_ Table *table = NULL;
@@ -129,7 +129,8 @@ static int print_result(const char *context, char **addresses, const uint32_t *d
         }
         if ((r = json_add(out, "context", json_object_new_string(context))) < 0 ||
             (r = json_add(out, "persistent", json_object_new_boolean(arg_persistent))) < 0 ||
-            (r = json_add(out, "devices", json_object_get(devices))) < 0)
+            (r = json_add(out, "devices", json_object_get(devices))) < 0 ||
+            (r = json_add(out, "emulated", json_object_new_boolean(bus_is_emulated(bus)))) < 0)
                 return r;
         return json_print(out, false);
 }
@@ -164,11 +165,12 @@ static int run(int argc, char *argv[]) {
                         return EXIT_ERROR;
                 }
 
-        r = print_result(context, addresses, devids, n);
+        r = print_result(bus, context, addresses, devids, n);
         if (r < 0) {
                 release_context(bus, context);
                 return EXIT_ERROR;
         }
+        print_emulated_note(bus);
 
         if (arg_persistent) {
                 if (!arg_json)
@@ -197,15 +199,20 @@ const Verb verb_acquire = {
         .help = "Prints the context's path and, per device, the devid the kernel gave it\n"
                 "(0 with --no-bind and in the legacy group model). If a device cannot be\n"
                 "attached, the context is released again and nothing is held.\n\n"
-                "  --persistent        The context outlives hotresetctl until 'release' (default:\n"
-                "                      a context dies with the connection that made it)\n"
-                "  --transient         A lease of this process: hold it until SIGINT/SIGTERM\n"
+                "  --persistent        The default: the context outlives hotresetctl and stays\n"
+                "                      until 'hotresetctl release N' (the daemon's own default,\n"
+                "                      a lease ending with its D-Bus connection, would end as\n"
+                "                      soon as hotresetctl exits)\n"
+                "  --transient         A lease of this connection: hotresetctl holds it until\n"
+                "                      SIGINT/SIGTERM, then it ends\n"
                 "  --description=TEXT  Describe the context (at most 256 bytes)\n"
                 "  --no-bind           Leave vfio cdevs unbound, for a VMM to bind (cdev model)\n\n"
-                "--json: {context, persistent, devices: [{address, devid}]}.\n",
+                "On the emulated kernel a last line says so.\n"
+                "--json: {context, persistent, devices: [{address, devid}], emulated}.\n",
         .min_args = 1,
         .max_args = UINT32_MAX,
         .options = options,
         .parse_option = parse_option,
         .run = run,
+        .interactive = true,
 };

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* hotresetctl check ADDRESS (alias explain): would a hot reset of the
+/* hotresetctl check ADDRESS: would a hot reset of the
  * device be refused, and because of which device? */
 #include <errno.h>
 #include <inttypes.h>
@@ -32,17 +32,26 @@ static int get_scope(sd_bus *bus, const char *path, const char *address, char **
  * a reset through it. */
 static void print_verdict(const char *address, const char *holder, const char *scope, bool possible, size_t n,
                           size_t n_blocking) {
-        printf("Hot reset of %s: %s", address, possible ? "possible" : "not possible");
+        _cleanup_free_ char *text = NULL;
+        size_t size = 0;
+        FILE *f = open_memstream(&text, &size);
+
+        if (!f)
+                return;
+        fprintf(f, "Hot reset of %s: %s%s%s", address, possible ? ansi_green() : ansi_red(),
+                possible ? "possible" : "not possible", ansi_normal());
         if (!isempty(holder))
-                printf(" through %s", context_short_name(holder));
-        fputs(" (", stdout);
+                fprintf(f, " through %s", context_short_name(holder));
+        fputs(" (", f);
         if (streq(scope, "none"))
-                printf("no slot or bus reset on a root bus");
+                fprintf(f, "no slot or bus reset on a root bus");
         else
-                printf("%s reset; affects %zu device%s", scope, n, n == 1 ? "" : "s");
+                fprintf(f, "%s reset; affects %zu device%s", scope, n, n == 1 ? "" : "s");
         if (!possible && n_blocking > 0 && !streq(scope, "none"))
-                printf(", %zu blocking", n_blocking);
-        puts(").");
+                fprintf(f, ", %zu blocking", n_blocking);
+        fputs(").", f);
+        if (fclose(f) == 0 && text)
+                print_folded(text, 0); /* on a terminal, folded at spaces */
 }
 
 static int add_json_entry(json_object *array, const Entry *e) {
@@ -105,7 +114,7 @@ static int run(int argc, char *argv[]) {
 
         table = table_new(headers, ELEMENTSOF(headers));
         array = json_object_new_array();
-        if (!table || !array)
+        if (!table || !array || table_set_wrap(table, 4) < 0)
                 goto oom;
 
         r = sd_bus_message_read(reply, "b", &possible);
@@ -138,7 +147,8 @@ static int run(int argc, char *argv[]) {
                         goto oom;
                 r = json_print(out, false);
         } else {
-                print_verdict(address, holder, scope, possible, n, n_blocking);
+                if (arg_legend)
+                        print_verdict(address, holder, scope, possible, n, n_blocking);
                 r = table_print(table, stdout, arg_legend);
         }
         if (r < 0)
@@ -155,15 +165,16 @@ oom:
 
 const Verb verb_check = {
         .name = "check",
-        .alias = "explain",
         .synopsis = "ADDRESS",
         .summary = "Tell whether a hot reset of a device is possible, and which device blocks it",
         .help = "Prints a verdict line, then every device the reset hits: ADDRESS, DRIVER, GROUP\n"
                 "(IOMMU group), HOLDER (context holding it) and REASON (why it blocks, - when\n"
-                "it does not). Exits with 3 when the reset is not possible. Alias: explain.\n"
+                "it does not; on a terminal folded at spaces within its column). Exits with 3\n"
+                "when the reset is not possible. See also: scope.\n"
                 "--json: {address, path, possible, reset_scope, devices: [{address, driver,\n"
                 "iommu_group, context, reason}]}, null for none.\n",
         .min_args = 1,
         .max_args = 1,
         .run = run,
+        .pager = true,
 };

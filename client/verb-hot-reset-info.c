@@ -163,4 +163,5 @@ const Verb verb_hot_reset_info = {
         .options = options,
         .parse_option = parse_option,
         .run = run,
+        .interactive = true,
 };

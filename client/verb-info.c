@@ -6,6 +6,7 @@
 
 #include "bus.h"
 #include "hotresetctl.h"
+#include "hwdb.h"
 #include "output.h"
 
 typedef enum Kind {
@@ -58,15 +59,23 @@ static json_object *field_json(const Field *f, json_object *value) {
         }
 }
 
+static uint16_t vendor_id, device_id;
+
 static void print_field(const Field *f, json_object *value) {
         printf("%*s: ", LABEL_WIDTH, f->label);
         switch (f->kind) {
         case KIND_STRING:
                 puts(display_string(json_object_get_string(value)));
                 break;
-        case KIND_HEX4:
-                printf("0x%04" PRIx64 "\n", (uint64_t) json_object_get_int64(value));
+        case KIND_HEX4: {
+                const char *name = streq(f->property, "VendorId") ? hwdb_vendor_name(vendor_id)
+                                                                   : hwdb_model_name(vendor_id, device_id);
+                printf("0x%04" PRIx64, (uint64_t) json_object_get_int64(value));
+                if (name)
+                        printf(" (%s)", name);
+                putchar('\n');
                 break;
+        }
         case KIND_HEX6:
                 printf("0x%06" PRIx64 "\n", (uint64_t) json_object_get_int64(value));
                 break;
@@ -74,7 +83,7 @@ static void print_field(const Field *f, json_object *value) {
                 puts(json_object_get_boolean(value) ? "yes" : "no");
                 break;
         case KIND_POSSIBLE:
-                puts(json_object_get_boolean(value) ? "possible" : "not possible (see: hotresetctl check)");
+                puts(json_object_get_boolean(value) ? "possible" : "not possible (see: hotresetctl scope)");
                 break;
         case KIND_GROUP: {
                 int64_t g = json_object_get_int64(value);
@@ -85,10 +94,14 @@ static void print_field(const Field *f, json_object *value) {
                 break;
         }
         case KIND_STRV: {
+                /* Folded at spaces on a terminal: a bus can hold many. */
                 size_t n = json_object_array_length(value);
+                _cleanup_strv_free_ char **l = NULL;
                 for (size_t i = 0; i < n; i++)
-                        printf("%s%s", i ? " " : "", json_object_get_string(json_object_array_get_idx(value, i)));
-                puts(n ? "" : "-");
+                        if (strv_extend(&l, json_object_get_string(json_object_array_get_idx(value, i))) < 0)
+                                return;
+                _cleanup_free_ char *joined = n ? strv_join(l, " ") : NULL;
+                print_folded(joined ?: "-", LABEL_WIDTH + 2);
                 break;
         }
         case KIND_CONTEXT:
@@ -128,6 +141,8 @@ static int run(int argc, char *argv[]) {
             get_affected(bus, path, address, props) < 0)
                 return EXIT_ERROR;
 
+        vendor_id = (uint16_t) json_get_int(props, "VendorId", 0);
+        device_id = (uint16_t) json_get_int(props, "DeviceId", 0);
         if (!arg_json) {
                 printf("%*s: %s\n", LABEL_WIDTH, "Path", path);
                 for (size_t i = 0; i < ELEMENTSOF(fields); i++) {
@@ -147,6 +162,9 @@ static int run(int argc, char *argv[]) {
                     json_add(out, fields[i].key, field_json(&fields[i], value)) < 0)
                         goto oom;
         }
+        if (json_add(out, "vendor_name", json_string_or_null(hwdb_vendor_name(vendor_id))) < 0 ||
+            json_add(out, "device_name", json_string_or_null(hwdb_model_name(vendor_id, device_id))) < 0)
+                goto oom;
         return json_print(out, false) < 0 ? EXIT_ERROR : EXIT_OK;
 oom:
         fputs("Out of memory.\n", stderr);
@@ -159,8 +177,10 @@ const Verb verb_info = {
         .summary = "Show every property of a device",
         .help = "--json: an object with path, address, vendor_id, device_id, class (numbers),\n"
                 "is_bridge, driver, iommu_group, cdev_path, reset_methods, reset_scope,\n"
-                "affected, context, hot_reset_possible; null for no driver, group, cdev, context.\n",
+                "affected, context, hot_reset_possible, vendor_name, device_name (hwdb); null\n"
+                "for no driver, group, cdev, context or name.\n",
         .min_args = 1,
         .max_args = 1,
         .run = run,
+        .pager = true,
 };

@@ -7,6 +7,7 @@
 
 #include "bus.h"
 #include "hotresetctl.h"
+#include "hwdb.h"
 #include "output.h"
 
 /* The Device properties of path in GetManagedObjects' answer, or NULL. */
@@ -25,6 +26,8 @@ static int add_device(json_object *objects, const char *address, const char *dri
         json_object *props = device_properties(objects, path);
         int64_t group = json_get_int(props, "IommuGroup", -1);
         const char *context = json_get_string(props, "Context");
+        uint16_t vendor = (uint16_t) json_get_int(props, "VendorId", 0);
+        uint16_t device = (uint16_t) json_get_int(props, "DeviceId", 0);
         int r;
 
         if (array) {
@@ -40,7 +43,10 @@ static int add_device(json_object *objects, const char *address, const char *dri
                     (r = json_add(o, "reset_scope", json_object_new_string(scope))) < 0 ||
                     (r = json_add(o, "iommu_group", json_group_or_null(group))) < 0 ||
                     (r = json_add(o, "context", json_path_or_null(context))) < 0 ||
-                    (r = json_add(o, "path", json_object_new_string(path))) < 0)
+                    (r = json_add(o, "path", json_object_new_string(path))) < 0 ||
+                    (r = json_add(o, "vendor_name", json_string_or_null(props ? hwdb_vendor_name(vendor) : NULL))) < 0 ||
+                    (r = json_add(o, "device_name",
+                                  json_string_or_null(props ? hwdb_model_name(vendor, device) : NULL))) < 0)
                         return r;
                 return 0;
         }
@@ -51,11 +57,15 @@ static int add_device(json_object *objects, const char *address, const char *dri
         r = group >= 0 ? table_add_cellf(table, "%" PRId64, group) : table_add_cell(table, NULL);
         if (r < 0)
                 return r;
-        return table_add_cell(table, display_path(context));
+        r = table_add_cell(table, display_path(context));
+        if (r < 0 || !hwdb_available())
+                return r;
+        _cleanup_free_ char *name = props ? hwdb_device_name(vendor, device) : NULL;
+        return table_add_cell(table, name);
 }
 
 static int run(int argc, char *argv[]) {
-        static const char *const headers[] = { "ADDRESS", "DRIVER", "SCOPE", "GROUP", "HOLDER" };
+        static const char *const headers[] = { "ADDRESS", "DRIVER", "SCOPE", "GROUP", "HOLDER", "NAME" };
         _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
         _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
@@ -76,8 +86,14 @@ static int run(int argc, char *argv[]) {
 
         if (arg_json)
                 array = json_object_new_array();
-        else
-                table = table_new(headers, ELEMENTSOF(headers));
+        else {
+                /* NAME only when there are names: without a hwdb (or with
+                 * --no-names) the table is as it always was. */
+                bool names = hwdb_available();
+                table = table_new(headers, ELEMENTSOF(headers) - !names);
+                if (table && names && table_set_ellipsize(table, ELEMENTSOF(headers) - 1) < 0)
+                        goto oom;
+        }
         if (!array && !table)
                 goto oom;
 
@@ -109,10 +125,12 @@ const Verb verb_list = {
         .summary = "List the PCI devices: driver, reset scope, IOMMU group, holding context",
         .help = "Columns: ADDRESS, DRIVER (- when unbound), SCOPE (slot, bus or none: what a hot\n"
                 "reset of the device resets), GROUP (IOMMU group, - when none), HOLDER (the\n"
-                "context holding the device, - when none).\n"
-                "--json: an array of {address, driver, reset_scope, iommu_group, context, path};\n"
-                "null for no driver, no group, no context.\n",
+                "context holding the device, - when none), NAME (vendor and device from the\n"
+                "hwdb; no such column with --no-names or without a hwdb).\n"
+                "--json: an array of {address, driver, reset_scope, iommu_group, context, path,\n"
+                "vendor_name, device_name}; null for no driver, group, context or name.\n",
         .min_args = 0,
         .max_args = 0,
         .run = run,
+        .pager = true,
 };

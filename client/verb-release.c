@@ -19,11 +19,8 @@ static int run(int argc, char *argv[]) {
 
         r = sd_bus_call_method(bus, BUS_NAME, path, CONTEXT_IFACE, "Release", &error, NULL, NULL);
         if (r < 0) {
+                /* An unknown context is said as "no context N (...)". */
                 bus_log_error(&error, r, "release %s", context_short_name(path));
-                if (sd_bus_error_has_names(&error, SD_BUS_ERROR_UNKNOWN_OBJECT, SD_BUS_ERROR_UNKNOWN_INTERFACE,
-                                           SD_BUS_ERROR_UNKNOWN_METHOD))
-                        fprintf(stderr, "There is no %s ('%s contexts' lists them).\n", context_short_name(path),
-                                program_invocation_short_name);
                 return EXIT_ERROR;
         }
         return EXIT_OK;
@@ -38,4 +35,5 @@ const Verb verb_release = {
         .min_args = 1,
         .max_args = 1,
         .run = run,
+        .interactive = true,
 };

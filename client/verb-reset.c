@@ -42,7 +42,7 @@ static int hot_reset(sd_bus *bus, const char *context, const char *address, sd_b
         return sd_bus_call(bus, m, RESET_CALL_TIMEOUT_USEC, error, reply);
 }
 
-static int print_affected(const char *address, const char *context, sd_bus_message *reply) {
+static int print_affected(sd_bus *bus, const char *address, const char *context, sd_bus_message *reply) {
         _cleanup_strv_free_ char **affected = NULL;
         _cleanup_json_ json_object *out = NULL, *list = NULL;
         int r;
@@ -67,7 +67,8 @@ static int print_affected(const char *address, const char *context, sd_bus_messa
                         return -ENOMEM;
         if (!out || !list || json_add(out, "address", json_object_new_string(address)) < 0 ||
             json_add(out, "context", json_path_or_null(context)) < 0 ||
-            json_add(out, "affected", json_object_get(list)) < 0)
+            json_add(out, "affected", json_object_get(list)) < 0 ||
+            json_add(out, "emulated", json_object_new_boolean(bus_is_emulated(bus))) < 0)
                 return -ENOMEM;
         return json_print(out, false);
 }
@@ -92,7 +93,10 @@ static int run(int argc, char *argv[]) {
                 bus_log_error(&error, r, "reset %s", address);
                 return bus_error_is_refusal(&error) ? EXIT_REFUSED : EXIT_ERROR;
         }
-        return print_affected(address, context, reply) < 0 ? EXIT_ERROR : EXIT_OK;
+        if (print_affected(bus, address, context, reply) < 0)
+                return EXIT_ERROR;
+        print_emulated_note(bus);
+        return EXIT_OK;
 }
 
 const Verb verb_reset = {
@@ -106,10 +110,12 @@ const Verb verb_reset = {
                 "Prints the affected devices. Exits with 3 when the daemon refuses the reset\n"
                 "(its message says which device blocks it and why).\n\n"
                 "  --context=CONTEXT   Reset through this context (N, context/N or its path)\n\n"
-                "--json: {address, context, affected}.\n",
+                "On the emulated kernel a last line says so.\n"
+                "--json: {address, context, affected, emulated}.\n",
         .min_args = 1,
         .max_args = 1,
         .options = options,
         .parse_option = parse_option,
         .run = run,
+        .interactive = true,
 };

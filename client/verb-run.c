@@ -116,6 +116,11 @@ static int run(int argc, char *argv[]) {
                 return EXIT_ERROR;
         }
 
+        /* Said on stderr: stdout is COMMAND's. */
+        if (strncmp(backend, "emulated-", strlen("emulated-")) == 0 && arg_legend && !arg_json)
+                fprintf(stderr, "%s: emulated machine: the device files COMMAND gets are placeholders, no real "
+                        "device is touched.\n", program_invocation_short_name);
+
         /* The lease lasts as long as this process: COMMAND, once exec'ed. */
         pidfd = (int) syscall(SYS_pidfd_open, getpid(), 0);
         if (pidfd < 0)
@@ -214,4 +219,5 @@ const Verb verb_run = {
         .options = options,
         .parse_option = parse_option,
         .run = run,
+        .interactive = true,
 };

@@ -14,6 +14,7 @@
 #include "backend-linux.h"
 #include "config.h"
 #include "errors.h"
+#include "lease-store.h"
 #include "log.h"
 #include "machine-file.h"
 #include "manager-dbus.h"
@@ -322,6 +323,15 @@ static int run(int argc, char *argv[]) {
         r = access_setup(m, arg_config);
         if (r < 0)
                 return r; /* logged what is wrong with the policy file */
+
+        /* Leases of the previous run, before the bus: whoever sees the
+         * name finds them. */
+        r = lease_store_setup(m);
+        if (r < 0)
+                return r;
+        r = lease_store_restore(m);
+        if (r < 0)
+                return r;
 
         r = manager_connect_bus(m);
         if (r < 0)

@@ -8,6 +8,8 @@ PACKAGES=(
     # build
     meson ninja-build gcc libc6-dev pkg-config
     libsystemd-dev libudev-dev libjson-c-dev libinih-dev
+    # hotresetctl's tables and trees (util-linux's libsmartcols)
+    libsmartcols-dev
     # the man pages (scdoc sources); bash-completion: its completionsdir
     # (pkg-config) and the completion test's bash_completion
     scdoc bash-completion
@@ -25,6 +27,9 @@ PACKAGES=(
     # vm-udev: the guest (the host's root) runs systemd-udevd, and python3-dbus
     # on a GLib main loop for the daemon's signals
     udev python3-gi
+    # hotresetctl on a terminal (test_cli_terminal.py): tmux; the polkit
+    # agent (pkttyagent) comes with polkitd, systemd-hwdb with udev
+    tmux
     # the libFuzzer targets (tests/fuzz, built with clang: libFuzzer and
     # clang's sanitizer runtimes are in libclang-rt-14-dev)
     clang libclang-rt-14-dev

@@ -10,6 +10,7 @@
 #include "bus-util.h"
 #include "context-dbus.h"
 #include "context.h"
+#include "lease-store.h"
 #include "log.h"
 #include "manager.h"
 #include "reset-job.h"
@@ -221,6 +222,7 @@ static int method_adopt(sd_bus_message *msg, void *userdata, sd_bus_error *error
         log_info("%s: adopted by %s (uid %u), was %s's.", c->path, owner, (unsigned) uid, c->owner);
         free(c->owner);
         c->owner = owner;
+        lease_store_save(c->manager, c);
         (void) sd_bus_emit_properties_changed(sd_bus_message_get_bus(msg), c->path, CONTEXT_INTERFACE, "Owner",
                                               NULL);
         return sd_bus_reply_method_return(msg, NULL);
@@ -463,9 +465,11 @@ static int method_release(sd_bus_message *msg, void *userdata, sd_bus_error *err
         r = access_verify_owner_or_manage(c, msg, "release", error);
         if (r <= 0)
                 return r < 0 ? r : 1; /* 0: polkit is asked; this call comes back */
-        r = sd_bus_reply_method_return(msg, NULL);
+        /* Released (its record and files gone from the store, its devices
+         * free unless a reset still uses them) before the caller hears so:
+         * whatever it does next sees the lease gone. */
         context_release(c, "released by its owner");
-        return r;
+        return sd_bus_reply_method_return(msg, NULL);
 }
 
 static int property_get_owner(sd_bus *bus, const char *path, const char *interface, const char *property,

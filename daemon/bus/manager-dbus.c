@@ -15,6 +15,7 @@
 #include "context.h"
 #include "device-dbus.h"
 #include "domain-dbus.h"
+#include "log-control.h"
 #include "log.h"
 #include "manager-dbus.h"
 #include "policy.h"
@@ -517,6 +518,14 @@ static int property_get_unleased_hot_reset(sd_bus *bus, const char *path, const 
         return sd_bus_message_append(reply, "b", m->policy ? m->policy->unleased_hot_reset : true);
 }
 
+/* The policy file the daemon reads (it may not exist: then the defaults
+ * apply). For people: `hotresetctl status` shows it. */
+static int property_get_policy_file(sd_bus *bus, const char *path, const char *interface, const char *property,
+                                    sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        return sd_bus_message_append(reply, "s", m->policy_path ?: "");
+}
+
 /* Every call that changes state is audited (audit.h). */
 AUDITED_MANAGER_METHOD(method_create_context)
 AUDITED_MANAGER_METHOD(method_hot_reset)
@@ -531,6 +540,7 @@ static const sd_bus_vtable manager_vtable[] = {
         SD_BUS_PROPERTY("Limits", "a{su}", property_get_limits, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("UnleasedHotReset", "b", property_get_unleased_hot_reset, 0,
                         SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("PolicyFile", "s", property_get_policy_file, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_METHOD_WITH_ARGS("ListDevices",
                                 SD_BUS_NO_ARGS,
                                 SD_BUS_RESULT("a(ssso)", devices),
@@ -724,10 +734,20 @@ int manager_connect_bus(Manager *m) {
         r = context_register_bus(m);
         if (r < 0)
                 return r;
+        r = log_control_register_bus(m->bus);
+        if (r < 0)
+                return r;
 
         /* Objects first, name last: whoever sees the name finds the objects. */
         r = sd_bus_request_name(m->bus, BROKER_BUS_NAME, 0);
         if (r < 0)
                 return log_error_errno(r, "Failed to acquire the bus name %s: %m", BROKER_BUS_NAME);
+
+        /* Leases restored from the file descriptor store whose owner's
+         * connection is their lifetime: the owner may have left while the
+         * daemon was away (the match above sees only what comes now). */
+        for (size_t i = 0; i < m->n_contexts; i++)
+                if (m->contexts[i]->lifetime == CONTEXT_CONNECTION)
+                        owner_watch_check(m, m->contexts[i]);
         return 0;
 }

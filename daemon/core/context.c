@@ -11,6 +11,7 @@
 #include "errors.h"
 #include "file-holders.h"
 #include "context.h"
+#include "lease-store.h"
 #include "log.h"
 #include "manager.h"
 #include "util.h"
@@ -81,6 +82,64 @@ static int context_tie_to_process(Context *c, int pidfd, sd_bus_error *error) {
                 return r;
         (void) sd_event_source_set_description(c->pid_source, "context-process");
         return 0;
+}
+
+int context_watch_process(Context *c, int pidfd, pid_t recorded_pid) {
+        int r;
+
+        c->pidfd = pidfd;
+        if (pidfd_get_pid(pidfd, &c->pid) < 0)
+                c->pid = recorded_pid; /* exited: the io source fires at once */
+        r = sd_event_add_io(c->manager->event, &c->pid_source, c->pidfd, EPOLLIN, on_process_exit, c);
+        if (r < 0)
+                return r;
+        (void) sd_event_source_set_description(c->pid_source, "context-process");
+        return 0;
+}
+
+int context_new_restored(Manager *m, uint64_t id, const char *owner, uid_t uid, ContextLifetime lifetime,
+                         const char *description, Context **ret) {
+        Context *c = calloc(1, sizeof(Context));
+        if (!c)
+                return -ENOMEM;
+        c->manager = m;
+        c->iommufd = c->container = c->pidfd = -1;
+        c->owner_uid = uid;
+        c->lifetime = lifetime;
+        c->id = id;
+        if (asprintf(&c->path, CONTEXT_PATH_PREFIX "/%" PRIu64, c->id) < 0)
+                c->path = NULL;
+        c->owner = strdup(owner);
+        c->description = strdup(strempty(description));
+        if (!c->path || !c->owner || !c->description) {
+                free(c->path);
+                free(c->owner);
+                free(c->description);
+                free(c);
+                return -ENOMEM;
+        }
+        if (id > m->next_context_id)
+                m->next_context_id = id;
+        *ret = c;
+        return 0;
+}
+
+void context_abandon(Context *c) {
+        for (size_t i = 0; i < c->n_devices; i++)
+                safe_close(c->devices[i].fd);
+        for (size_t i = 0; i < c->n_groups; i++)
+                safe_close(c->groups[i].fd);
+        safe_close(c->iommufd);
+        safe_close(c->container);
+        sd_event_source_disable_unref(c->pid_source);
+        safe_close(c->pidfd);
+        strv_free(c->stored_names);
+        free(c->devices);
+        free(c->groups);
+        free(c->path);
+        free(c->owner);
+        free(c->description);
+        free(c);
 }
 
 int context_new(Manager *m, const char *owner, uid_t uid, ContextLifetime lifetime, int pidfd,
@@ -182,6 +241,7 @@ void context_unref_busy(Context *c) {
         context_close_files(c);
         sd_event_source_disable_unref(c->pid_source);
         safe_close(c->pidfd);
+        strv_free(c->stored_names);
         free(c->devices);
         free(c->groups);
         free(c->path);
@@ -211,6 +271,7 @@ void context_release(Context *c, const char *why) {
         /* Announce while the object still resolves, then forget it. */
         if (m->hooks.context_removed)
                 m->hooks.context_removed(m, c);
+        lease_store_forget(m, c);
         manager_remove_context(m, c);
         c->released = true;
         c->pid_source = sd_event_source_disable_unref(c->pid_source);
@@ -520,6 +581,7 @@ int context_attach(Context *c, PciDevice *d, bool bind, uint32_t *ret_devid, sd_
 
         log_info("%s: attached %s%s (devid %u).", c->path, d->address,
                  m->backend->cdev && !cd.bound ? " unbound" : "", cd.devid);
+        lease_store_save(m, c);
         manager_queue_context(m, c);
         *ret_devid = cd.devid;
         return 0;
@@ -534,6 +596,7 @@ static void context_remove_device(Context *c, ContextDevice *cd) {
         *cd = c->devices[--c->n_devices];
         if (!m->backend->cdev)
                 context_maybe_close_group(c, group);
+        lease_store_save(m, c);
         manager_queue_context(m, c);
 }
 
@@ -567,6 +630,7 @@ bool context_device_is_bound(Context *c, ContextDevice *cd) {
         cd->bound = cd->bound_by_client = true;
         if (manager_group_owner_ref(m, cd->iommu_group, c) < 0)
                 log_oom();
+        lease_store_save(m, c);
         char addr[PCI_ADDRESS_STRING_MAX];
         log_info("%s: %s was bound by a client (a VMM) through its copy of the file.", c->path,
                  pci_address_format(&cd->address, addr));
@@ -618,8 +682,9 @@ int context_reopen_device(Context *c, ContextDevice *cd, sd_bus_error *error) {
                 manager_group_owner_unref(m, cd->iommu_group, c);
         backend_close(m->backend, cd->fd);
         cd->fd = fd;
-        cd->bound = cd->bound_by_client = false;
+        cd->bound = cd->bound_by_client = cd->stored = false;
         cd->devid = 0;
+        lease_store_save(m, c);
         log_info("%s: reopened %s: a fresh, unbound file.", c->path, addr);
         return 0;
 }

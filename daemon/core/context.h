@@ -25,11 +25,13 @@ typedef struct ContextDevice {
         uint32_t devid; /* cdev model: the kernel's devid; 0 when unbound, legacy, or bound by a VMM */
         bool bound;     /* cdev model: bound to an iommufd (by the daemon, or by a VMM through a copy) */
         bool bound_by_client; /* a client's copy was bound (a VMM), not the daemon's Bind */
+        bool stored;          /* fd is in systemd's file descriptor store (lease-store.c) */
 } ContextDevice;
 
 typedef struct ContextGroup {
         int group;
         int fd;
+        bool stored;
 } ContextGroup;
 
 /* How long a lease lasts. */
@@ -66,12 +68,30 @@ typedef struct Context {
         unsigned n_busy;
         bool released;
         uint32_t publish_queued; /* in the manager's publish queue (Devices changed) */
+
+        /* lease-store.c: the names of this context's files in systemd's
+         * file descriptor store, and whether the iommufd/container/pidfd
+         * are there. */
+        char **stored_names;
+        bool stored_main;
 } Context;
 
 /* Opens the iommufd + IOAS or the container. On failure sets a D-Bus error.
  * For CONTEXT_PROCESS, pidfd (borrowed; duplicated) is the process. */
 int context_new(Manager *m, const char *owner, uid_t uid, ContextLifetime lifetime, int pidfd,
                 const char *description, Context **ret, sd_bus_error *error);
+/* A lease back from the file descriptor store (lease-store.c): an empty
+ * context with that id, owner and lifetime; the caller puts its files in. */
+int context_new_restored(Manager *m, uint64_t id, const char *owner, uid_t uid, ContextLifetime lifetime,
+                         const char *description, Context **ret);
+/* CONTEXT_PROCESS: watch pidfd (taken) for the process's exit; an exit
+ * that happened while the daemon was away releases the lease on the
+ * first turn of the loop. */
+int context_watch_process(Context *c, int pidfd, pid_t recorded_pid);
+/* The daemon stops and the store keeps the lease: close its descriptors
+ * (plain close(): the store holds the files, and the kernel side must not
+ * see a release) and free it, telling no one. */
+void context_abandon(Context *c);
 /* Persistent and process-tied leases outlive their creator's connection:
  * its uid, not its bus name, owns them. */
 static inline bool context_outlives_owner(const Context *c) {

@@ -10,6 +10,43 @@
 #include "log.h"
 
 static int max_level = LOG_INFO;
+static LogTarget target = LOG_TARGET_AUTO;
+
+void log_set_target(LogTarget t) {
+        target = t;
+}
+
+LogTarget log_get_target(void) {
+        return target;
+}
+
+const char *log_target_to_string(LogTarget t) {
+        switch (t) {
+        case LOG_TARGET_CONSOLE:
+                return "console";
+        case LOG_TARGET_JOURNAL:
+                return "journal";
+        case LOG_TARGET_NULL:
+                return "null";
+        case LOG_TARGET_AUTO:
+        default:
+                return "auto";
+        }
+}
+
+int log_target_from_string(const char *s, LogTarget *ret) {
+        for (LogTarget t = LOG_TARGET_AUTO; t <= LOG_TARGET_NULL; t++)
+                if (streq(s, log_target_to_string(t))) {
+                        *ret = t;
+                        return 0;
+                }
+        return -EINVAL;
+}
+
+/* The journal's own protocol: AUTO under systemd, or JOURNAL asked for. */
+static bool to_journal(void) {
+        return target == LOG_TARGET_JOURNAL || (target == LOG_TARGET_AUTO && getenv("JOURNAL_STREAM"));
+}
 
 void log_set_max_level(int level) {
         max_level = level;
@@ -37,7 +74,7 @@ static void escape_controls(const char *in, char *out, size_t size) {
 int log_internal(int level, int error, const char *fmt, ...) {
         int e = error < 0 ? -error : error;
 
-        if (level <= max_level) {
+        if (level <= max_level && target != LOG_TARGET_NULL) {
                 char raw[2048], buf[4096];
                 va_list ap;
 
@@ -48,7 +85,10 @@ int log_internal(int level, int error, const char *fmt, ...) {
                 escape_controls(raw, buf, sizeof buf);
                 /* Under systemd stderr goes to the journal, which reads the
                  * level from the prefix; on a terminal keep it readable. */
-                if (getenv("JOURNAL_STREAM"))
+                if (target == LOG_TARGET_JOURNAL &&
+                    sd_journal_send("MESSAGE=%s", buf, "PRIORITY=%d", level, "SYSLOG_IDENTIFIER=hotresetd", NULL) >= 0)
+                        ;
+                else if (target == LOG_TARGET_AUTO && getenv("JOURNAL_STREAM"))
                         fprintf(stderr, "<%d>%s\n", level, buf);
                 else
                         fprintf(stderr, "%s\n", buf);
@@ -61,14 +101,14 @@ void log_struct(int level, const char *message_id, const char *const *fields, co
         char raw[2048], message[4096];
         va_list ap;
 
-        if (level > max_level)
+        if (level > max_level || target == LOG_TARGET_NULL)
                 return;
         va_start(ap, fmt);
         vsnprintf(raw, sizeof raw, fmt, ap);
         va_end(ap);
         escape_controls(raw, message, sizeof message);
 
-        if (getenv("JOURNAL_STREAM")) {
+        if (to_journal()) {
                 size_t n = 0;
                 for (size_t i = 0; fields && fields[i]; i++)
                         n++;
@@ -87,7 +127,7 @@ void log_struct(int level, const char *message_id, const char *const *fields, co
                 if (sd_journal_sendv(iov, (int) (n + 3)) >= 0)
                         return;
         }
-        if (getenv("JOURNAL_STREAM"))
+        if (target == LOG_TARGET_AUTO && getenv("JOURNAL_STREAM"))
                 fprintf(stderr, "<%d>%s\n", level, message);
         else
                 fprintf(stderr, "%s\n", message);

@@ -10,6 +10,21 @@
 void log_set_max_level(int level);
 int log_get_max_level(void);
 
+/* Where log lines go: AUTO is the journal under systemd ($JOURNAL_STREAM),
+ * else stderr; CONSOLE is stderr; JOURNAL the journal's native protocol
+ * (sd_journal_send); NULL nowhere. Changed at run time over
+ * org.freedesktop.LogControl1. */
+typedef enum LogTarget {
+        LOG_TARGET_AUTO,
+        LOG_TARGET_CONSOLE,
+        LOG_TARGET_JOURNAL,
+        LOG_TARGET_NULL,
+} LogTarget;
+void log_set_target(LogTarget t);
+LogTarget log_get_target(void);
+const char *log_target_to_string(LogTarget t);
+int log_target_from_string(const char *s, LogTarget *ret);
+
 /* Returns -abs(error) (or 0) so callers can write `return log_error_errno(r, ...)`.
  * errno is set to abs(error) for %m. */
 int log_internal(int level, int error, const char *fmt, ...) _printf_(3, 4);

@@ -9,6 +9,7 @@
 #include "context.h"
 #include "errors.h"
 #include "log.h"
+#include "lease-store.h"
 #include "manager.h"
 #include "policy.h"
 #include "reset-job.h"
@@ -333,6 +334,7 @@ int manager_add_context(Manager *m, Context *c) {
                 return -ENOMEM;
         m->contexts = n;
         m->contexts[m->n_contexts++] = c;
+        lease_store_save(m, c);
         return 0;
 }
 
@@ -400,11 +402,24 @@ int manager_new(sd_event *e, Manager **ret) {
 Manager *manager_free(Manager *m) {
         if (!m)
                 return NULL;
-        /* Resets in flight finish first; then every lease goes. */
+        /* Resets in flight finish first; then every lease goes, or, with a
+         * file descriptor store, stays there for the next start: its files
+         * are only closed here, so neither the kernel nor the clients see
+         * it end. */
         reset_jobs_free(m);
-        while (m->n_contexts > 0)
-                context_release(m->contexts[m->n_contexts - 1], "the daemon is stopping");
+        if (lease_store_enabled(m) && m->n_contexts > 0)
+                log_info("Keeping %zu lease%s in systemd's file descriptor store for the next start.", m->n_contexts,
+                         m->n_contexts == 1 ? "" : "s");
+        while (m->n_contexts > 0) {
+                Context *c = m->contexts[m->n_contexts - 1];
+                if (lease_store_enabled(m) && c->n_busy == 0) {
+                        m->n_contexts--;
+                        context_abandon(c);
+                } else
+                        context_release(c, "the daemon is stopping");
+        }
         free(m->contexts);
+        lease_store_free(m);
         /* Pending polkit checks hold callers' messages of the bus. */
         access_done(m);
         if (m->hooks.teardown)

@@ -87,6 +87,10 @@ struct Manager {
         bool policy_missing_ok;
         struct RateLimiter *limiter;
         sd_event_source *sighup_source;
+
+        /* Leases across restarts (lease-store.c); NULL: they end with the
+         * daemon. */
+        struct LeaseStore *store;
 };
 
 int manager_new(sd_event *e, Manager **ret);

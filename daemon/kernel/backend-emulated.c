@@ -492,12 +492,22 @@ static void emulated_close(Backend *b, int fd) {
         (void) emulated_vfio_close(emulated(b)->vfio, fd);
 }
 
+static int emulated_adopt(Backend *b, const int *fds, size_t n) {
+        return emulated_vfio_adopt(emulated(b)->vfio, fds, n);
+}
+
+static bool emulated_is_file(Backend *b, int fd, const char *path) {
+        return emulated_vfio_is_file(emulated(b)->vfio, fd, path);
+}
+
 static const BackendOps emulated_ops = {
         .start = emulated_start,
         .free = emulated_free,
         .open = emulated_open,
         .ioctl = emulated_ioctl,
         .close = emulated_close,
+        .adopt = emulated_adopt,
+        .is_file = emulated_is_file,
 };
 
 /* Absolute, without resolving symlinks: the watched name is the one given. */

@@ -947,12 +947,32 @@ static void linux_close(Backend *b, int fd) {
         safe_close(fd);
 }
 
+/* The same character device as path, or for a device opened through its
+ * group (an anonymous inode), a vfio device file: the kernel tells no more
+ * about which device it is, so the lease's record is trusted for that. */
+static bool linux_is_file(Backend *b, int fd, const char *path) {
+        struct stat a, p;
+
+        if (strncmp(path, "vfio-device:", 12) == 0) {
+                char link[64], target[64];
+                snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+                ssize_t k = readlink(link, target, sizeof target - 1);
+                if (k < 0)
+                        return false;
+                target[k] = '\0';
+                return streq(target, "anon_inode:[vfio-device]");
+        }
+        return fstat(fd, &a) >= 0 && stat(path, &p) >= 0 && S_ISCHR(a.st_mode) && S_ISCHR(p.st_mode) &&
+               a.st_rdev == p.st_rdev;
+}
+
 static const BackendOps linux_ops = {
         .start = linux_start,
         .free = linux_free,
         .open = linux_open,
         .ioctl = linux_ioctl,
         .close = linux_close,
+        .is_file = linux_is_file,
 };
 
 int backend_linux_new(sd_event *e, BackendUapi uapi, BackendEventHandler handler, void *userdata, Backend **ret) {

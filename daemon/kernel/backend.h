@@ -44,6 +44,16 @@ typedef struct BackendOps {
         int (*open)(Backend *b, const char *path, int flags);
         int (*ioctl)(Backend *b, int fd, unsigned long request, void *arg);
         void (*close)(Backend *b, int fd);
+
+        /* A restarted daemon's files, back from systemd's file descriptor
+         * store. adopt: the kernel side knows them again (the emulated
+         * kernel reads each file's state back; the real one never forgot);
+         * returns how many it took up, or -errno. is_file: whether fd is an
+         * open file of path as open() opens it ("/dev/iommu",
+         * "/dev/vfio/vfio", "/dev/vfio/N", a device's cdev path), or, for a
+         * device opened through its group, "vfio-device:ADDRESS". */
+        int (*adopt)(Backend *b, const int *fds, size_t n);
+        bool (*is_file)(Backend *b, int fd, const char *path);
 } BackendOps;
 
 struct Backend {
@@ -72,6 +82,12 @@ static inline int backend_open(Backend *b, const char *path, int flags) {
 }
 static inline int backend_ioctl(Backend *b, int fd, unsigned long request, void *arg) {
         return b->ops->ioctl ? b->ops->ioctl(b, fd, request, arg) : -EOPNOTSUPP;
+}
+static inline int backend_adopt(Backend *b, const int *fds, size_t n) {
+        return b->ops->adopt ? b->ops->adopt(b, fds, n) : 0;
+}
+static inline bool backend_is_file(Backend *b, int fd, const char *path) {
+        return b->ops->is_file && b->ops->is_file(b, fd, path);
 }
 static inline void backend_close(Backend *b, int fd) {
         if (fd < 0)

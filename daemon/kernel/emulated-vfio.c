@@ -6,7 +6,9 @@
  * drivers/vfio/pci/vfio_pci_core.c, drivers/iommu/iommufd/). */
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -84,6 +86,10 @@ struct VfioFile {
         int iommu_group;      /* of a bound cdev, at bind time */
         uint32_t devid;
         uint32_t hwpt_id; /* attached through this hardware page table, 0: detached */
+
+        /* While adopting (emulated_vfio_adopt()): the inodes of the files
+         * this one referred to before the restart. */
+        ino_t pending_group_file, pending_container, pending_iommufd;
 };
 
 typedef struct ResetCounter {
@@ -1115,6 +1121,261 @@ static int device_ioctl(EmulatedVfio *v, VfioFile *f, unsigned long request, voi
         }
 }
 
+/* ---- state kept in the files themselves ------------------------------------ */
+
+/* The kernel keeps an open file's state with the file, not with the
+ * process that opened it: a daemon restarted with its files from systemd's
+ * file descriptor store finds its bindings where it left them. The
+ * emulation does the same: each file's state is written into its own
+ * memfd, and emulated_vfio_adopt() reads it back. Its kind, device and
+ * group come from the memfd's name, which nobody can change; the rest is
+ * checked against the machine and the other files when read back. A file
+ * with no descriptor of the daemon's left (closed, but still held by
+ * another file) cannot be written; it is written again when that changes,
+ * or goes with the reference. */
+#define STATE_MAGIC "hotresetd-emulated-file 1\n"
+#define STATE_MAX 4096
+#define STATE_OBJECTS_MAX 128
+
+static const char *file_kind_to_string(FileKind k) {
+        switch (k) {
+        case FILE_IOMMUFD:
+                return "iommufd";
+        case FILE_CONTAINER:
+                return "vfio-container";
+        case FILE_GROUP:
+                return "vfio-group";
+        case FILE_DEVICE:
+        default:
+                return "vfio-device";
+        }
+}
+
+static bool file_known(EmulatedVfio *v, const VfioFile *f) {
+        for (size_t i = 0; i < v->n_files; i++)
+                if (v->files[i] == f)
+                        return true;
+        return false;
+}
+
+/* Appends to buf (size STATE_MAX) at *n; false when it would not fit. */
+static bool state_append(char *buf, size_t *n, const char *format, ...) _printf_(3, 4);
+static bool state_append(char *buf, size_t *n, const char *format, ...) {
+        va_list ap;
+        va_start(ap, format);
+        int k = vsnprintf(buf + *n, STATE_MAX - *n, format, ap);
+        va_end(ap);
+        if (k < 0 || (size_t) k >= STATE_MAX - *n)
+                return false;
+        *n += (size_t) k;
+        return true;
+}
+
+static void file_save(EmulatedVfio *v, VfioFile *f) {
+        char buf[STATE_MAX];
+        size_t n = 0;
+        bool ok;
+
+        if (!f || !file_known(v, f) || f->fd < 0 || !fd_is_file(f->fd, f))
+                return;
+        ok = state_append(buf, &n, STATE_MAGIC "kind=%s\n", file_kind_to_string(f->kind));
+        switch (f->kind) {
+        case FILE_IOMMUFD:
+                for (size_t i = 0; ok && i < f->n_objects && i < STATE_OBJECTS_MAX; i++)
+                        ok = state_append(buf, &n, "object=%" PRIu32 " %d %" PRIu32 "\n", f->objects[i].id,
+                                          (int) f->objects[i].kind, f->objects[i].ioas_id);
+                break;
+        case FILE_CONTAINER:
+                ok = ok && state_append(buf, &n, "iommu_set=%d\n", f->iommu_set);
+                break;
+        case FILE_GROUP:
+                ok = ok && state_append(buf, &n, "container=%ju\n",
+                                        (uintmax_t) (f->container ? f->container->ino : 0));
+                break;
+        case FILE_DEVICE:
+                ok = ok && state_append(buf, &n,
+                                        "group_file=%ju\ndead=%d\niommufd=%ju\niommu_group=%d\ndevid=%" PRIu32
+                                        "\nhwpt=%" PRIu32 "\n",
+                                        (uintmax_t) (f->group_file ? f->group_file->ino : 0), f->dead,
+                                        (uintmax_t) (f->iommufd ? f->iommufd->ino : 0), f->iommu_group, f->devid,
+                                        f->hwpt_id);
+                break;
+        }
+        /* Best effort: a full tmpfs only costs the state after a restart. */
+        if (ok && pwrite(f->fd, buf, n, 0) == (ssize_t) n)
+                (void) ftruncate(f->fd, (off_t) n);
+}
+
+/* f and the files it refers to: no change of the uAPI touches more. */
+static void file_save_with_refs(EmulatedVfio *v, VfioFile *f) {
+        if (!f)
+                return;
+        file_save(v, f);
+        file_save(v, f->group_file);
+        file_save(v, f->container);
+        file_save(v, f->iommufd);
+}
+
+static VfioFile *file_by_ino(EmulatedVfio *v, ino_t ino) {
+        for (size_t i = 0; ino != 0 && i < v->n_files; i++)
+                if (v->files[i]->ino == ino)
+                        return v->files[i];
+        return NULL;
+}
+
+/* "/memfd:hotresetd-emulated:vfio-dev:0000:01:00.0 (deleted)": the kind,
+ * and the device or group. 0 if fd is no file of the emulation. */
+static int memfd_identify(int fd, FileKind *ret_kind, PciAddress *ret_address, int *ret_group) {
+        static const char prefix[] = "/memfd:" MEMFD_PREFIX;
+        char link[64], target[PATH_MAX];
+        ssize_t k;
+
+        snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+        k = readlink(link, target, sizeof target - 1);
+        if (k < 0)
+                return -errno;
+        target[k] = '\0';
+        if (strncmp(target, prefix, strlen(prefix)) != 0)
+                return 0;
+        char *suffix = strstr(target, " (deleted)");
+        if (suffix)
+                *suffix = '\0';
+        const char *name = target + strlen(prefix);
+
+        if (streq(name, "iommufd"))
+                *ret_kind = FILE_IOMMUFD;
+        else if (streq(name, "vfio-container"))
+                *ret_kind = FILE_CONTAINER;
+        else if (strncmp(name, "vfio-group:", 11) == 0) {
+                *ret_kind = FILE_GROUP;
+                if (parse_group_number(name + 11, ret_group) < 0)
+                        return 0;
+        } else if (strncmp(name, "vfio-dev:", 9) == 0 || strncmp(name, "vfio-device:", 12) == 0) {
+                *ret_kind = FILE_DEVICE;
+                if (pci_address_parse(strchr(name, ':') + 1, ret_address) < 0)
+                        return 0;
+        } else
+                return 0;
+        return 1;
+}
+
+static void file_parse_state(VfioFile *f, char *text) {
+        char *save = NULL;
+
+        for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+                uintmax_t u;
+                unsigned a, b, c;
+                int i;
+
+                if (f->kind == FILE_CONTAINER && sscanf(line, "iommu_set=%d", &i) == 1)
+                        f->iommu_set = i != 0;
+                else if (f->kind == FILE_GROUP && sscanf(line, "container=%ju", &u) == 1)
+                        f->pending_container = (ino_t) u;
+                else if (f->kind != FILE_DEVICE)
+                        ;
+                else if (sscanf(line, "group_file=%ju", &u) == 1)
+                        f->pending_group_file = (ino_t) u;
+                else if (sscanf(line, "iommufd=%ju", &u) == 1)
+                        f->pending_iommufd = (ino_t) u;
+                else if (sscanf(line, "dead=%d", &i) == 1)
+                        f->dead = i != 0;
+                else if (sscanf(line, "iommu_group=%d", &i) == 1)
+                        f->iommu_group = i;
+                else if (sscanf(line, "devid=%u", &a) == 1)
+                        f->devid = a;
+                else if (sscanf(line, "hwpt=%u", &a) == 1)
+                        f->hwpt_id = a;
+                if (f->kind == FILE_IOMMUFD && sscanf(line, "object=%u %u %u", &a, &b, &c) == 3 && a > 0 &&
+                    b <= OBJECT_DEVICE && !object_find(f, a) && f->n_objects < STATE_OBJECTS_MAX) {
+                        IommufdObject *o = realloc(f->objects, (f->n_objects + 1) * sizeof(IommufdObject));
+                        if (!o)
+                                return; /* what was read so far stays; the rest is as if unbound */
+                        f->objects = o;
+                        f->objects[f->n_objects++] = (IommufdObject) { .id = a, .kind = (ObjectKind) b, .ioas_id = c };
+                }
+        }
+}
+
+/* One file back from its memfd, its references left pending (inodes) until
+ * every file is in. Returns 1 if adopted, 0 if fd is none of ours or known. */
+static int file_adopt_one(EmulatedVfio *v, int fd) {
+        char buf[STATE_MAX];
+        FileKind kind = FILE_DEVICE;
+        PciAddress address = {};
+        int group = -1, r;
+        struct stat st;
+        ssize_t k;
+
+        r = memfd_identify(fd, &kind, &address, &group);
+        if (r <= 0)
+                return r;
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        if (file_by_ino(v, st.st_ino))
+                return 0; /* two descriptors of one file */
+        k = pread(fd, buf, sizeof buf - 1, 0);
+        if (k < 0)
+                return -errno;
+        buf[k] = '\0';
+        if (strncmp(buf, STATE_MAGIC, strlen(STATE_MAGIC)) != 0)
+                return -EBADMSG;
+
+        VfioFile **n = realloc(v->files, (v->n_files + 1) * sizeof(VfioFile *));
+        if (!n)
+                return -ENOMEM;
+        v->files = n;
+        VfioFile *f = calloc(1, sizeof(VfioFile));
+        if (!f)
+                return -ENOMEM;
+        *f = (VfioFile) { .kind = kind, .n_ref = 1, .fd = fd, .dev = st.st_dev, .ino = st.st_ino,
+                          .group = group, .iommu_group = -1, .address = address };
+        file_parse_state(f, buf + strlen(STATE_MAGIC));
+        v->files[v->n_files++] = f;
+        return 1;
+}
+
+/* Links the adopted files, keeping only what the kernel could have: a
+ * reference of the right kind, a binding whose devid and page table its
+ * iommufd has, a device still bound to its vfio driver. */
+static void files_link_adopted(EmulatedVfio *v) {
+        for (size_t i = 0; i < v->n_files; i++) {
+                VfioFile *f = v->files[i], *t;
+
+                if (f->pending_container && (t = file_by_ino(v, f->pending_container)) && t->kind == FILE_CONTAINER)
+                        f->container = file_ref(t);
+                if (f->pending_group_file && (t = file_by_ino(v, f->pending_group_file)) && t->kind == FILE_GROUP &&
+                    t->group >= 0)
+                        f->group_file = file_ref(t);
+                if (f->pending_iommufd && (t = file_by_ino(v, f->pending_iommufd)) && t->kind == FILE_IOMMUFD) {
+                        IommufdObject *o = object_find(t, f->devid);
+                        if (o && o->kind == OBJECT_DEVICE) {
+                                f->iommufd = file_ref(t);
+                                IommufdObject *h = f->hwpt_id ? object_find(t, f->hwpt_id) : NULL;
+                                if (!h || h->kind != OBJECT_HWPT)
+                                        f->hwpt_id = 0;
+                        }
+                }
+                if (f->kind == FILE_DEVICE && !f->iommufd) {
+                        f->devid = f->hwpt_id = 0;
+                        f->iommu_group = -1;
+                }
+                f->pending_container = f->pending_group_file = f->pending_iommufd = 0;
+        }
+        /* A device that left vfio while the daemon was away is dead. */
+        for (size_t i = 0; i < v->n_files; i++) {
+                VfioFile *f = v->files[i];
+                if (f->kind != FILE_DEVICE || f->dead)
+                        continue;
+                PciDevice *d = machine_device(v, &f->address);
+                if (!d || !driver_is_vfio(d->info.driver)) {
+                        f->dead = true;
+                        device_unbind(v, f);
+                }
+        }
+        for (size_t i = 0; i < v->n_files; i++)
+                file_save(v, v->files[i]);
+}
+
 /* ---- public ----------------------------------------------------------------- */
 
 EmulatedVfio *emulated_vfio_new(Topology *machine, bool cdev) {
@@ -1172,6 +1433,11 @@ int emulated_vfio_open(EmulatedVfio *v, const char *path, int flags) {
                 return -EFAULT;
         pthread_mutex_lock(&v->lock);
         r = open_locked(v, path);
+        if (r >= 0) {
+                VfioFile *f;
+                if (file_lookup(v, r, &f) > 0)
+                        file_save(v, f);
+        }
         pthread_mutex_unlock(&v->lock);
         return r;
 }
@@ -1199,6 +1465,14 @@ int emulated_vfio_ioctl(EmulatedVfio *v, int fd, unsigned long request, void *ar
                         r = device_ioctl(v, f, request, arg);
                         break;
                 }
+        if (r >= 0 && request != HR_VFIO_DEVICE_PCI_HOT_RESET && request != HR_VFIO_DEVICE_GET_PCI_HOT_RESET_INFO &&
+            request != HR_VFIO_DEVICE_GET_INFO) {
+                /* f is still ours: every file of a call is held across it. */
+                file_save_with_refs(v, f);
+                VfioFile *nf;
+                if (request == HR_VFIO_GROUP_GET_DEVICE_FD && file_lookup(v, r, &nf) > 0)
+                        file_save_with_refs(v, nf);
+        }
         pthread_mutex_unlock(&v->lock);
         return r;
 }
@@ -1211,9 +1485,16 @@ int emulated_vfio_close(EmulatedVfio *v, int fd) {
         r = file_lookup(v, fd, &f);
         if (r >= 0) {
                 if (f && f->fd == fd) {
+                        /* What it referred to changes with it (a binding
+                         * ends, a group leaves its container). */
+                        ino_t refs[3] = { f->group_file ? f->group_file->ino : 0,
+                                          f->container ? f->container->ino : 0,
+                                          f->iommufd ? f->iommufd->ino : 0 };
                         f->fd = -1;
                         (void) close(fd);
                         file_unref(v, f);
+                        for (size_t i = 0; i < ELEMENTSOF(refs); i++)
+                                file_save(v, file_by_ino(v, refs[i]));
                 } else
                         (void) close(fd);
                 r = 0;
@@ -1232,13 +1513,69 @@ void emulated_vfio_device_gone(EmulatedVfio *v, const PciAddress *a) {
                         VfioFile *f = v->files[i];
                         if (f->kind != FILE_DEVICE || f->dead || !pci_address_equal(&f->address, a))
                                 continue;
+                        VfioFile *ictx = f->iommufd;
+                        if (ictx)
+                                file_ref(ictx);
                         f->dead = true;
                         device_unbind(v, f);
+                        file_save(v, f);
+                        file_save(v, ictx);
+                        file_unref(v, ictx);
                         changed = true;
                         break;
                 }
         }
         pthread_mutex_unlock(&v->lock);
+}
+
+int emulated_vfio_adopt(EmulatedVfio *v, const int *fds, size_t n) {
+        int r = 0, adopted = 0;
+
+        pthread_mutex_lock(&v->lock);
+        for (size_t i = 0; i < n; i++) {
+                int k = file_adopt_one(v, fds[i]);
+                if (k < 0 && r == 0)
+                        r = k;
+                adopted += k > 0;
+        }
+        files_link_adopted(v);
+        pthread_mutex_unlock(&v->lock);
+        return r < 0 ? r : adopted;
+}
+
+bool emulated_vfio_is_file(EmulatedVfio *v, int fd, const char *path) {
+        VfioFile *f;
+        bool ok = false;
+
+        pthread_mutex_lock(&v->lock);
+        if (file_lookup(v, fd, &f) > 0)
+                switch (f->kind) {
+                case FILE_IOMMUFD:
+                        ok = streq(path, "/dev/iommu");
+                        break;
+                case FILE_CONTAINER:
+                        ok = streq(path, "/dev/vfio/vfio");
+                        break;
+                case FILE_GROUP: {
+                        char p[64];
+                        snprintf(p, sizeof p, "/dev/vfio/%d", f->group);
+                        ok = streq(path, p);
+                        break;
+                }
+                case FILE_DEVICE: {
+                        char addr[PCI_ADDRESS_STRING_MAX], p[64];
+                        snprintf(p, sizeof p, "vfio-device:%s", pci_address_format(&f->address, addr));
+                        if (f->group_file)
+                                ok = streq(path, p);
+                        else {
+                                PciDevice *d = machine_device(v, &f->address);
+                                ok = !f->dead && d && streq_ptr(d->info.cdev_path, path);
+                        }
+                        break;
+                }
+                }
+        pthread_mutex_unlock(&v->lock);
+        return ok;
 }
 
 void emulated_vfio_lock(EmulatedVfio *v) {

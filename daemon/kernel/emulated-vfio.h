@@ -62,6 +62,17 @@ int emulated_vfio_ioctl(EmulatedVfio *v, int fd, unsigned long request, void *ar
  * reference to that file ends with it. */
 int emulated_vfio_close(EmulatedVfio *v, int fd);
 
+/* A restarted daemon's files back from systemd's file descriptor store:
+ * each emulated file among fds is known again with the state it had (kept
+ * in the memfd itself), and owned by the caller like a descriptor open()
+ * returned. Others are left alone. Returns how many were adopted, or the
+ * first error (the others are adopted still). */
+int emulated_vfio_adopt(EmulatedVfio *v, const int *fds, size_t n);
+/* Whether fd is an open file of path as open() would have opened it
+ * ("/dev/iommu", "/dev/vfio/vfio", "/dev/vfio/N", a live device's cdev), or,
+ * for a device opened through its group, "vfio-device:ADDRESS". */
+bool emulated_vfio_is_file(EmulatedVfio *v, int fd, const char *path);
+
 /* The caller changed the machine: a device was unbound from its driver or
  * removed. Open files of it die: every later ioctl on them returns
  * -ENODEV; a binding to an iommufd ends (it no longer counts for

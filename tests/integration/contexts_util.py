@@ -1,18 +1,18 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 # SPDX-License-Identifier: LGPL-2.1-or-later
 """Helpers for the lease and reset integration tests (test_contexts.py,
-test_resets.py, test_context_lifetime.py), on top of harness.py.
+test_resets.py, test_context_lifetime.py, test_limits.py, test_domains.py,
+test_authorization.py), on top of harness.py.
 
 Callers that must keep a bus connection (a non-persistent context lives as
 long as its creator's connection; file descriptors come over SCM_RIGHTS)
 are `Client`s: a child process running this file as
-`python3 contexts_util.py client BUS_ADDRESS`, which speaks D-Bus itself
-(a small wire-protocol implementation below: EXTERNAL authentication,
-unix fd passing, the marshalling of every basic and container type) and
-takes JSON requests on stdin. It can be killed with SIGKILL to play a
-crashed VM manager, run as another user through setpriv, and it checks the
-files it receives (fstat, /proc/self/fd). Only the Python standard library
-is used, like harness.py.
+`python3 contexts_util.py client BUS_ADDRESS`, which talks D-Bus through
+python3-dbus (Debian's, for the system's /usr/bin/python3: the tests that
+import this module are registered with it in meson.build) and takes JSON
+requests on stdin. It can be killed with SIGKILL to play a crashed VM
+manager, run as another user through setpriv, and it checks the files it
+receives (fstat, /proc/self/fd).
 """
 
 import copy
@@ -20,13 +20,14 @@ import json
 import os
 import re
 import signal
-import socket
 import stat
-import struct
 import subprocess
 import sys
 import threading
 import time
+
+import dbus
+import dbus.lowlevel
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
@@ -69,354 +70,38 @@ NOBODY_GID = 65534
 DATA_DIR = os.path.join(HERE, 'data')
 
 # ---------------------------------------------------------------------------
-# The D-Bus wire protocol (client side), enough for the tests
+# JSON requests to python3-dbus values and back
 
 
-class WireError(Exception):
-    pass
-
-
-_FIXED = {'y': ('B', 1), 'b': ('I', 4), 'n': ('h', 2), 'q': ('H', 2), 'i': ('i', 4), 'u': ('I', 4),
-          'x': ('q', 8), 't': ('Q', 8), 'd': ('d', 8), 'h': ('I', 4)}
-_ALIGN = {'y': 1, 'b': 4, 'n': 2, 'q': 2, 'i': 4, 'u': 4, 'x': 8, 't': 8, 'd': 8, 'h': 4,
-          's': 4, 'o': 4, 'g': 1, 'a': 4, '(': 8, '{': 8, 'v': 1}
-
-
-def type_end(sig, i):
-    """The index just past the single complete type starting at sig[i]."""
-    c = sig[i]
-    if c == 'a':
-        return type_end(sig, i + 1)
-    if c in '({':
-        close = ')' if c == '(' else '}'
-        i += 1
-        while sig[i] != close:
-            i = type_end(sig, i)
-        return i + 1
-    if c in _ALIGN:
-        return i + 1
-    raise WireError(f'bad signature {sig!r} at {i}')
+_BASIC = {'y': dbus.Byte, 'b': dbus.Boolean, 'n': dbus.Int16, 'q': dbus.UInt16, 'i': dbus.Int32,
+          'u': dbus.UInt32, 'x': dbus.Int64, 't': dbus.UInt64, 'd': dbus.Double, 's': dbus.String,
+          'o': dbus.ObjectPath, 'g': dbus.Signature, 'h': dbus.types.UnixFd}
 
 
 def split_types(sig):
-    out, i = [], 0
-    while i < len(sig):
-        j = type_end(sig, i)
-        out.append(sig[i:j])
-        i = j
-    return out
+    """The complete types of a signature ('sa{sv}' -> ['s', 'a{sv}'])."""
+    return [str(t) for t in dbus.Signature(sig)]
 
 
-class Writer:
-    """Marshals little-endian values. Variants are given as (signature, value);
-    a{..} as dicts or lists of pairs; unix fds ('h') as indexes into the
-    message's fd list."""
-
-    def __init__(self, offset=0):
-        self.buf = bytearray()
-        self.offset = offset
-
-    def align(self, n):
-        while (len(self.buf) + self.offset) % n:
-            self.buf.append(0)
-
-    def put(self, t, v):
-        c = t[0]
-        if c in _FIXED:
-            fmt, size = _FIXED[c]
-            self.align(size)
-            if c == 'b':
-                v = 1 if v else 0
-            self.buf += struct.pack('<' + fmt, v)
-        elif c in 'so':
-            b = v.encode()
-            self.align(4)
-            self.buf += struct.pack('<I', len(b)) + b + b'\0'
-        elif c == 'g':
-            b = v.encode()
-            self.buf += struct.pack('<B', len(b)) + b + b'\0'
-        elif c == 'v':
-            sig, value = v
-            self.put('g', sig)
-            self.put(sig, value)
-        elif c == 'a':
-            elem = t[1:]
-            self.align(4)
-            at = len(self.buf)
-            self.buf += b'\0\0\0\0'
-            self.align(_ALIGN[elem[0]])
-            start = len(self.buf)
-            items = v.items() if isinstance(v, dict) else v
-            for item in items:
-                self.put(elem, item)
-            struct.pack_into('<I', self.buf, at, len(self.buf) - start)
-        elif c in '({':
-            self.align(8)
-            for sub, value in zip(split_types(t[1:-1]), v):
-                self.put(sub, value)
-        else:
-            raise WireError(f'cannot marshal {t!r}')
-
-    def put_all(self, sig, values):
-        types = split_types(sig)
-        if len(types) != len(values):
-            raise WireError(f'signature {sig!r} needs {len(types)} values, got {len(values)}')
-        for t, v in zip(types, values):
-            self.put(t, v)
-
-
-class Reader:
-    def __init__(self, data, endian='<', offset=0):
-        self.data = data
-        self.pos = offset
-        self.e = endian
-
-    def align(self, n):
-        self.pos = (self.pos + n - 1) // n * n
-
-    def get(self, t):
-        c = t[0]
-        if c in _FIXED:
-            fmt, size = _FIXED[c]
-            self.align(size)
-            (v,) = struct.unpack_from(self.e + fmt, self.data, self.pos)
-            self.pos += size
-            if c == 'b':
-                return bool(v)
-            if c == 'h':
-                return UnixFdIndex(v)
-            return v
-        if c in 'so':
-            self.align(4)
-            (n,) = struct.unpack_from(self.e + 'I', self.data, self.pos)
-            self.pos += 4
-            s = bytes(self.data[self.pos:self.pos + n]).decode()
-            self.pos += n + 1
-            return s
-        if c == 'g':
-            n = self.data[self.pos]
-            s = bytes(self.data[self.pos + 1:self.pos + 1 + n]).decode()
-            self.pos += n + 2
-            return s
-        if c == 'v':
-            sig = self.get('g')
-            return Variant(sig, self.get(sig))
-        if c == 'a':
-            elem = t[1:]
-            self.align(4)
-            (n,) = struct.unpack_from(self.e + 'I', self.data, self.pos)
-            self.pos += 4
-            self.align(_ALIGN[elem[0]])
-            end = self.pos + n
-            items = []
-            while self.pos < end:
-                items.append(self.get(elem))
-            if elem[0] == '{':
-                return dict(items)
-            return items
-        if c == '(':
-            self.align(8)
-            return tuple(self.get(sub) for sub in split_types(t[1:-1]))
-        if c == '{':
-            self.align(8)
-            k, v = split_types(t[1:-1])
-            return (self.get(k), self.get(v))
-        raise WireError(f'cannot unmarshal {t!r}')
-
-    def get_all(self, sig):
-        return [self.get(t) for t in split_types(sig)]
-
-
-class UnixFdIndex(int):
-    pass
-
-
-class Variant:
-    def __init__(self, sig, value):
-        self.sig = sig
-        self.value = value
-
-    def __repr__(self):
-        return f'Variant({self.sig!r}, {self.value!r})'
-
-
-METHOD_CALL, METHOD_RETURN, ERROR, SIGNAL = 1, 2, 3, 4
-F_PATH, F_INTERFACE, F_MEMBER, F_ERROR_NAME, F_REPLY_SERIAL, F_DESTINATION, F_SENDER, F_SIGNATURE, F_UNIX_FDS = \
-    range(1, 10)
-
-
-class Message:
-    def __init__(self, mtype, serial, fields, body_sig, body, fds):
-        self.type = mtype
-        self.serial = serial
-        self.fields = fields
-        self.signature = body_sig
-        self.body = body
-        self.fds = fds
-
-
-def _socket_path(address):
-    for part in address.split(';'):
-        if not part.startswith('unix:'):
-            continue
-        kv = dict(x.split('=', 1) for x in part[5:].split(',') if '=' in x)
-        unescape = lambda s: re.sub(r'%([0-9a-fA-F]{2})', lambda m: chr(int(m.group(1), 16)), s)  # noqa: E731
-        if 'path' in kv:
-            return unescape(kv['path'])
-        if 'abstract' in kv:
-            return '\0' + unescape(kv['abstract'])
-    raise WireError(f'no unix address in {address!r}')
-
-
-class Connection:
-    """One bus connection: authenticates with EXTERNAL, negotiates unix fd
-    passing, says Hello. call() blocks for the reply; signals are dropped."""
-
-    def __init__(self, address, timeout=60):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(timeout)
-        self.sock.connect(_socket_path(address))
-        self.serial = 0
-        self.inbuf = bytearray()
-        self.infds = []
-        self._auth()
-        self.unique_name = self.call('org.freedesktop.DBus', '/org/freedesktop/DBus', 'org.freedesktop.DBus',
-                                     'Hello')[0]
-
-    def _line(self):
-        while b'\r\n' not in self.inbuf:
-            chunk = self.sock.recv(4096)
-            if not chunk:
-                raise WireError('the bus closed the connection during authentication')
-            self.inbuf += chunk
-        i = self.inbuf.index(b'\r\n')
-        line = bytes(self.inbuf[:i]).decode()
-        del self.inbuf[:i + 2]
-        return line
-
-    def _auth(self):
-        uid = str(os.geteuid()).encode().hex()
-        self.sock.sendall(b'\0AUTH EXTERNAL ' + uid.encode() + b'\r\n')
-        line = self._line()
-        if not line.startswith('OK '):
-            raise WireError(f'authentication refused: {line}')
-        self.sock.sendall(b'NEGOTIATE_UNIX_FD\r\n')
-        line = self._line()
-        if line != 'AGREE_UNIX_FD':
-            raise WireError(f'unix fd passing refused: {line}')
-        self.sock.sendall(b'BEGIN\r\n')
-
-    def send(self, mtype, fields, sig='', args=(), fds=(), flags=0):
-        self.serial += 1
-        body = Writer()
-        if sig:
-            body.put_all(sig, list(args))
-        hfields = [(k, v) for k, v in fields]
-        if sig:
-            hfields.append((F_SIGNATURE, ('g', sig)))
-        if fds:
-            hfields.append((F_UNIX_FDS, ('u', len(fds))))
-        head = Writer()
-        head.put('y', ord('l'))
-        head.put('y', mtype)
-        head.put('y', flags)
-        head.put('y', 1)
-        head.put('u', len(body.buf))
-        head.put('u', self.serial)
-        head.put('a(yv)', hfields)
-        head.align(8)
-        data = bytes(head.buf + body.buf)
-        if fds:
-            self.sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack(f'{len(fds)}i', *fds))])
-        else:
-            self.sock.sendall(data)
-        return self.serial
-
-    def _fill(self):
-        fdsize = struct.calcsize('i')
-        data, anc, _, _ = self.sock.recvmsg(65536, socket.CMSG_SPACE(253 * fdsize))
-        for level, kind, payload in anc:
-            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                n = len(payload) // fdsize
-                self.infds.extend(struct.unpack(f'{n}i', payload[:n * fdsize]))
-        if not data:
-            raise WireError('the bus closed the connection')
-        self.inbuf += data
-
-    def read_message(self):
-        while True:
-            if len(self.inbuf) >= 16:
-                endian = '<' if self.inbuf[0] == ord('l') else '>'
-                body_len, _, fields_len = struct.unpack_from(endian + 'III', self.inbuf, 4)
-                header_len = (16 + fields_len + 7) // 8 * 8
-                total = header_len + body_len
-                if len(self.inbuf) >= total:
-                    data = bytes(self.inbuf[:total])
-                    del self.inbuf[:total]
-                    return self._parse(data, endian, header_len)
-            self._fill()
-
-    def _parse(self, data, endian, header_len):
-        mtype = data[1]
-        (serial,) = struct.unpack_from(endian + 'I', data, 8)
-        r = Reader(data, endian, 12)
-        fields = {k: v.value for k, v in r.get('a(yv)')}
-        sig = fields.get(F_SIGNATURE, '')
-        nfds = fields.get(F_UNIX_FDS, 0)
-        fds, self.infds = self.infds[:nfds], self.infds[nfds:]
-        # header_len is a multiple of 8: absolute alignment is body alignment.
-        body = Reader(data, endian, header_len).get_all(sig) if sig else []
-        return Message(mtype, serial, fields, sig, body, fds)
-
-    def call(self, dest, path, iface, method, sig='', args=(), fds=()):
-        """Returns the reply's body; raises RemoteError. Received fds are
-        returned in self.last_fds (the body holds UnixFdIndex values)."""
-        fields = [(F_PATH, ('o', path)), (F_MEMBER, ('s', method)), (F_DESTINATION, ('s', dest))]
-        if iface:
-            fields.append((F_INTERFACE, ('s', iface)))
-        serial = self.send(METHOD_CALL, fields, sig, args, fds)
-        while True:
-            m = self.read_message()
-            if m.fields.get(F_REPLY_SERIAL) != serial:
-                for fd in m.fds:
-                    os.close(fd)
-                continue
-            self.last_fds = m.fds
-            if m.type == ERROR:
-                msg = m.body[0] if m.body and isinstance(m.body[0], str) else ''
-                raise RemoteError(m.fields.get(F_ERROR_NAME, ''), msg)
-            return m.body
-
-    def close(self):
-        self.sock.close()
-
-
-class RemoteError(Exception):
-    def __init__(self, name, message):
-        super().__init__(f'{name}: {message}')
-        self.name = name
-        self.message = message
-
-
-# ---------------------------------------------------------------------------
-# The client process (python3 contexts_util.py client ADDRESS)
-
-
-def _from_json(t, v):
-    """JSON request values to what Writer takes: a variant is [sig, value]."""
+def to_dbus(t, v, variant_level=0):
+    """A JSON request value as the python3-dbus value of type t, so that it
+    is sent as exactly that type: a variant is [signature, value]."""
+    kw = {'variant_level': variant_level} if variant_level else {}
     c = t[0]
     if c == 'v':
         sig, value = v
-        return (sig, _from_json(sig, value))
+        return to_dbus(sig, value, variant_level + 1)
     if c == 'a':
         elem = t[1:]
         if elem[0] == '{':
             k, vt = split_types(elem[1:-1])
-            return [(_from_json(k, kk), _from_json(vt, vv)) for kk, vv in v.items()]
-        return [_from_json(elem, x) for x in v]
-    if c in '({':
-        return tuple(_from_json(s, x) for s, x in zip(split_types(t[1:-1]), v))
-    return v
+            return dbus.Dictionary({to_dbus(k, kk): to_dbus(vt, vv) for kk, vv in v.items()},
+                                   signature=elem[1:-1], **kw)
+        return dbus.Array([to_dbus(elem, x) for x in v], signature=elem, **kw)
+    if c == '(':
+        inner = t[1:-1]
+        return dbus.Struct(tuple(to_dbus(s, x) for s, x in zip(split_types(inner), v)), signature=inner, **kw)
+    return _BASIC[c](v, **kw)
 
 
 def _fd_info(fd):
@@ -425,16 +110,30 @@ def _fd_info(fd):
             'regular': stat.S_ISREG(st.st_mode), 'ino': st.st_ino, 'dev': st.st_dev}
 
 
-def _to_json(v, fds):
-    if isinstance(v, UnixFdIndex):
-        return {'unix_fd': _fd_info(fds[v])}
-    if isinstance(v, Variant):
-        return _to_json(v.value, fds)
+def from_dbus(v, fds):
+    """A python3-dbus value as JSON; a received file is taken (kept open,
+    appended to fds) and described."""
+    if isinstance(v, dbus.types.UnixFd):
+        fd = v.take()
+        fds.append(fd)
+        return {'unix_fd': _fd_info(fd)}
+    if isinstance(v, dbus.Boolean):
+        return bool(v)
     if isinstance(v, dict):
-        return {k: _to_json(x, fds) for k, x in v.items()}
+        return {from_dbus(k, fds): from_dbus(x, fds) for k, x in v.items()}
     if isinstance(v, (list, tuple)):
-        return [_to_json(x, fds) for x in v]
+        return [from_dbus(x, fds) for x in v]
+    if isinstance(v, str):
+        return str(v)
+    if isinstance(v, float):
+        return float(v)
+    if isinstance(v, int):
+        return int(v)
     return v
+
+
+# ---------------------------------------------------------------------------
+# The client process (python3 contexts_util.py client ADDRESS)
 
 
 def client_main(address):
@@ -446,26 +145,37 @@ def client_main(address):
         out.flush()
 
     try:
-        conn = Connection(address)
+        conn = dbus.bus.BusConnection(address)
     except Exception as e:  # noqa: BLE001
         reply({'hello': None, 'error': repr(e)})
         return 1
-    reply({'hello': conn.unique_name, 'pid': os.getpid(), 'uid': os.geteuid()})
+    reply({'hello': conn.get_unique_name(), 'pid': os.getpid(), 'uid': os.geteuid()})
+    timeout = 120 * _scale()
     for line in sys.stdin:
         req = json.loads(line)
         rid = req.get('id')
         op = req['op']
         if op == 'call':
             sig = req.get('sig', '')
-            args = [_from_json(t, a) for t, a in zip(split_types(sig), req.get('args', []))]
             t0 = time.monotonic()
             try:
-                body = conn.call(req.get('dest', BUS_NAME), req['path'], req.get('iface'), req['method'], sig, args)
+                args = [to_dbus(t, a) for t, a in zip(split_types(sig), req.get('args', []))]
+                msg = dbus.lowlevel.MethodCallMessage(destination=req.get('dest', BUS_NAME), path=req['path'],
+                                                      interface=req.get('iface'), method=req['method'])
+                if sig:
+                    msg.append(*args, signature=sig)
+                body = conn.send_message_with_reply_and_block(msg, timeout).get_args_list()
                 t1 = time.monotonic()
-                held.extend(conn.last_fds)
-                reply({'id': rid, 'ok': True, 'result': _to_json(body, conn.last_fds), 't0': t0, 't1': t1})
-            except RemoteError as e:
-                reply({'id': rid, 'ok': False, 'error': e.name, 'message': e.message, 't0': t0,
+                fds = []
+                result = from_dbus(body, fds)
+                held.extend(fds)
+                reply({'id': rid, 'ok': True, 'result': result, 't0': t0, 't1': t1})
+            except dbus.exceptions.DBusException as e:
+                reply({'id': rid, 'ok': False, 'error': e.get_dbus_name() or '', 'message': e.get_dbus_message() or '',
+                       't0': t0, 't1': time.monotonic()})
+            except (TypeError, ValueError, OverflowError) as e:
+                # A request this side cannot send (a value not of its type).
+                reply({'id': rid, 'ok': False, 'error': 'ClientError', 'message': repr(e), 't0': t0,
                        't1': time.monotonic()})
         elif op == 'fdinfo':
             try:
@@ -501,9 +211,9 @@ class Client:
         self.env = env
         self.name = name
         self.log_path = os.path.join(env.tmpdir, f'{name}.log')
-        python = sys.executable
-        if user is not None and os.access('/usr/bin/python3', os.X_OK):
-            python = '/usr/bin/python3'  # sys.executable may sit in root's home (pyenv)
+        # python3-dbus is the system python's (sys.executable may be a
+        # pyenv python in root's home, which other users cannot run either).
+        python = '/usr/bin/python3' if os.access('/usr/bin/python3', os.X_OK) else sys.executable
         cmd = [python, os.path.abspath(__file__), 'client', env.bus.address]
         if user is not None:
             uid, gid = user

@@ -345,11 +345,16 @@ class Daemon:
     """hotresetd --emulate=MACHINE, stdout and stderr in a log file, with a
     NOTIFY_SOCKET of our own to see READY=1."""
 
-    def __init__(self, env, machine_path, args=(), name='hotresetd', extra_env=None):
+    def __init__(self, env, machine_path, args=(), name='hotresetd', extra_env=None, fd_store=None):
         self.env = env
         self.machine_path = machine_path
         self.args = list(args)
         self.extra_env = dict(extra_env or {})
+        # As systemd's file descriptor store keeps them: [name, fd] in the
+        # order they came (FDSTORE=1 with FDNAME=), passed to the next start
+        # as LISTEN_FDS/LISTEN_FDNAMES (Env.restart_daemon).
+        self.fd_store = list(fd_store or [])
+        self.passed_fds = list(self.fd_store)
         self.log_path = os.path.join(env.tmpdir, name + '.log')
         self.notify_path = os.path.join(env.tmpdir, name + '.notify')
         self.proc = None
@@ -374,21 +379,92 @@ class Daemon:
         self.notify_sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.notify_sock.bind(self.notify_path)
         self.notify_sock.setblocking(False)
+        # Read all the time, as systemd does: sd_notify() blocks once the
+        # socket's queue (net.unix.max_dgram_qlen, 10 datagrams) is full.
+        self.notify_lock = threading.Lock()
+        self.notify_stop = threading.Event()
+        self.notify_thread = threading.Thread(target=self._notify_reader, daemon=True)
+        self.notify_thread.start()
         env = self.env.child_env()
         env['NOTIFY_SOCKET'] = self.notify_path
         env.update(self.extra_env)
         logf = open(self.log_path, 'w')
-        self.proc = subprocess.Popen(self.command(), stdout=logf, stderr=logf,
-                                     stdin=subprocess.DEVNULL, env=env)
+        cmd = self.command()
+        pass_fds = ()
+        if self.passed_fds:
+            # The files go to fds 3... in a wrapper that then execs the
+            # daemon with the same pid, as systemd does (LISTEN_PID).
+            pass_fds = [fd for _, fd in self.passed_fds]
+            cmd = [sys.executable, os.path.join(HERE, 'listen-exec.py')] + \
+                  [f'{name}={fd}' for name, fd in self.passed_fds] + ['--'] + cmd
+        self.proc = subprocess.Popen(cmd, stdout=logf, stderr=logf, stdin=subprocess.DEVNULL, env=env,
+                                     pass_fds=pass_fds)
         logf.close()
 
+    def _notify_reader(self):
+        sock = self.notify_sock
+        while not self.notify_stop.is_set():
+            try:
+                ready, _, _ = select.select([sock], [], [], 0.1)
+            except (OSError, ValueError):
+                return
+            if ready:
+                self.poll_notify()
+
     def poll_notify(self):
+        """Reads sd_notify messages, keeping FDSTORE=1 files as systemd's
+        store would (FDSTOREREMOVE=1 closes every file of that name)."""
+        if not self.notify_sock:
+            return
+        with self.notify_lock:
+            self._poll_notify_locked()
+
+    def _poll_notify_locked(self):
         while True:
             try:
-                data = self.notify_sock.recv(4096)
+                data, fds, _, _ = socket.recv_fds(self.notify_sock, 4096, 64)
             except (BlockingIOError, OSError):
                 return
-            self.notifications.extend(data.decode(errors='replace').splitlines())
+            lines = data.decode(errors='replace').splitlines()
+            self.notifications.extend(lines)
+            fields = dict(line.split('=', 1) for line in lines if '=' in line)
+            if fields.get('FDSTORE') == '1':
+                for fd in fds:
+                    self.fd_store.append([fields.get('FDNAME', 'stored'), fd])
+                fds = []
+            if fields.get('FDSTOREREMOVE') == '1':
+                for item in [i for i in self.fd_store if i[0] == fields.get('FDNAME')]:
+                    os.close(item[1])
+                    self.fd_store.remove(item)
+            for fd in fds:
+                os.close(fd)
+
+    def stop_notify(self):
+        """Reads what is left and stops listening (the socket is closed)."""
+        if not self.notify_sock:
+            return
+        self.notify_stop.set()
+        self.notify_thread.join()
+        self.poll_notify()
+        with self.notify_lock:
+            self.notify_sock.close()
+            self.notify_sock = None
+
+    def stored_names(self):
+        """The names in the file descriptor store now."""
+        self.poll_notify()
+        return sorted(name for name, _ in self.fd_store)
+
+    def take_fd_store(self):
+        self.poll_notify()
+        with self.notify_lock:
+            store, self.fd_store = self.fd_store, []
+        return store
+
+    def close_fd_store(self):
+        for _, fd in self.fd_store:
+            os.close(fd)
+        self.fd_store = []
 
     def ready_seen(self):
         self.poll_notify()
@@ -440,9 +516,11 @@ class Daemon:
         if self.proc and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
-        if self.notify_sock:
-            self.notify_sock.close()
-            self.notify_sock = None
+        self.stop_notify()
+        # The files passed at start are the store's (systemd keeps them
+        # too): closed with it, by whoever has the store now.
+        self.close_fd_store()
+        self.passed_fds = []
 
     def log(self):
         try:
@@ -929,6 +1007,31 @@ class Env:
         self.polkitd = Polkitd(self, rules=rules, actions=actions)
         self.polkitd.start()
         return self.polkitd
+
+    def fd_store_env(self):
+        """The environment of a daemon under systemd with a file descriptor
+        store (FileDescriptorStoreMax=, RuntimeDirectory=)."""
+        runtime = os.path.join(self.tmpdir, 'run-hotresetd')
+        os.makedirs(runtime, mode=0o700, exist_ok=True)
+        return {'FDSTORE': '4096', 'RUNTIME_DIRECTORY': runtime}
+
+    def restart_daemon(self, sig=signal.SIGTERM, wait=True):
+        """Stops the daemon with sig (SIGKILL: a crash) and starts it again
+        with the files its store kept, as systemd restarts a service.
+        Returns (the old exit status, the new Daemon)."""
+        old = self.daemon
+        rc = old.stop(sig)
+        old.stop_notify()
+        store = old.take_fd_store()
+        self.restarts = getattr(self, 'restarts', 0) + 1
+        d = Daemon(self, old.machine_path, args=old.args, name=f'hotresetd-restart{self.restarts}',
+                   extra_env=old.extra_env, fd_store=store)
+        self.daemons.append(d)
+        self.daemon = d
+        d.start()
+        if wait:
+            d.wait_ready()
+        return rc, d
 
     def start_daemon(self, machine, args=(), wait=True, name='hotresetd', extra_env=None):
         """machine: an example file name ('workstation.json'), a dict or JSON

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 # SPDX-License-Identifier: LGPL-2.1-or-later
 """Contexts (leases) on tests/integration/data/leases.json, in the cdev
 model and the legacy group model: CreateContext and its options, the

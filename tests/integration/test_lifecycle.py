@@ -4,6 +4,7 @@
 name, exit status 0 on SIGTERM and SIGINT (and the name released), the
 emulation labelled in the log."""
 
+import json
 import os
 import signal
 import subprocess
@@ -73,6 +74,72 @@ class LifecycleTest(harness.HotresetdTestCase):
             self.assertNotEqual(rc, 0, second.log())
         self.assertDaemonRunning()
         self.assertEqual(self.env.manager_property('DeviceCount'), 16)
+
+
+class LogControlTest(harness.HotresetdTestCase):
+    """org.freedesktop.LogControl1, what `systemctl service-log-level` and
+    `service-log-target` call."""
+    MACHINE = 'workstation.json'
+    SYSTEM_BUS = True  # the project's bus policy: the interface must be allowed
+
+    PATH = '/org/freedesktop/LogControl1'
+    IFACE = 'org.freedesktop.LogControl1'
+
+    def get(self, name, user=None):
+        p = self.env.busctl_as(user, 'get-property', BUS_NAME, self.PATH, self.IFACE, name)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        return json.loads(p.stdout)['data']
+
+    def set(self, name, value, user=None):
+        return self.env.busctl_as(user, 'set-property', BUS_NAME, self.PATH, self.IFACE, name, 's', value)
+
+    def test_level(self):
+        self.assertEqual(self.get('LogLevel'), 'debug')  # the tests run it with --log-level=debug
+        self.assertEqual(self.get('SyslogIdentifier'), 'hotresetd')
+        self.assertEqual(self.get('LogTarget'), 'auto')
+        p = self.set('LogLevel', 'err')
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(self.get('LogLevel'), 'err')
+        # Info lines stop: a lease created now leaves no "Created" line.
+        before = self.daemon.log()
+        self.env.busctl('call', BUS_NAME, harness.ROOT_PATH, harness.MANAGER_IFACE, 'CreateContext', 'a{sv}',
+                        1, 'Persistent', 'b', 'true')
+        self.assertNotIn('Created /org/hotresetd/Broker1/context/1', self.daemon.log()[len(before):])
+        p = self.set('LogLevel', 'info')
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.env.busctl('call', BUS_NAME, harness.ROOT_PATH, harness.MANAGER_IFACE, 'CreateContext', 'a{sv}',
+                        1, 'Persistent', 'b', 'true')
+        self.daemon.wait_log('Created /org/hotresetd/Broker1/context/2')
+
+    def test_bad_values_refused(self):
+        p = self.set('LogLevel', 'loud')
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("Unknown log level 'loud'", p.stderr.decode())
+        p = self.set('LogTarget', 'kmsg')
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("Unsupported log target 'kmsg'", p.stderr.decode())
+        self.assertEqual(self.get('LogLevel'), 'debug')
+        self.assertEqual(self.get('LogTarget'), 'auto')
+
+    def test_target_null_and_back(self):
+        self.assertEqual(self.set('LogTarget', 'null').returncode, 0)
+        before = len(self.daemon.log())
+        self.env.list_devices()
+        self.env.busctl('call', BUS_NAME, harness.ROOT_PATH, harness.MANAGER_IFACE, 'CreateContext', 'a{sv}',
+                        1, 'Persistent', 'b', 'true')
+        self.assertEqual(self.daemon.log()[before:], '')
+        self.assertEqual(self.set('LogTarget', 'console').returncode, 0)
+        self.assertEqual(self.get('LogTarget'), 'console')
+        self.daemon.wait_log('Log target set to console')
+
+    def test_unprivileged_may_read_not_set(self):
+        user = harness.ensure_user('hotresetd-test-log')
+        self.env.allow_other_users()
+        self.assertEqual(self.get('LogLevel', user=user), 'debug')
+        p = self.set('LogLevel', 'err', user=user)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn('Access denied', p.stderr.decode())
+        self.assertEqual(self.get('LogLevel'), 'debug')
 
 
 if __name__ == '__main__':

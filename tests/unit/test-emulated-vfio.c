@@ -1443,6 +1443,133 @@ TEST(test_free_closes_everything) {
         ASSERT_INT_EQ(count_fds(), before);
 }
 
+/* ---- a restart: the state comes back from the memfds --------------------- */
+
+/* What the daemon's exit and systemd's store do: the store keeps duplicates
+ * of the files, the emulation (the daemon's memory) goes. */
+static int keep(int fd) {
+        int k = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+        ASSERT_TRUE(k >= 0);
+        return k;
+}
+
+TEST(test_adopt_cdev_model) {
+        Fixture f = fixture(true);
+        uint32_t ioas, devid, devid2;
+        Info info;
+
+        int ictx = open_iommufd(&f, &ioas);
+        int dev = lease(&f, "0000:03:00.0", ictx, ioas, &devid);
+        int unbound = open_cdev(&f, "0000:04:00.0");
+        int kept[] = { keep(ictx), keep(dev), keep(unbound) };
+        f.v = emulated_vfio_free(f.v);
+
+        f.v = emulated_vfio_new(f.t, true);
+        ASSERT_TRUE(f.v);
+        ASSERT_INT_EQ(emulated_vfio_adopt(f.v, kept, ELEMENTSOF(kept)), 3);
+        /* Adopting again changes nothing. */
+        ASSERT_INT_EQ(emulated_vfio_adopt(f.v, kept, ELEMENTSOF(kept)), 0);
+        char cdev[64];
+        ASSERT_TRUE(emulated_vfio_is_file(f.v, kept[0], "/dev/iommu"));
+        ASSERT_TRUE(emulated_vfio_is_file(f.v, kept[1], cdev_of("0000:03:00.0", cdev)));
+        ASSERT_TRUE(!emulated_vfio_is_file(f.v, kept[1], cdev_of("0000:04:00.0", cdev)));
+        ASSERT_TRUE(!emulated_vfio_is_file(f.v, kept[0], "/dev/vfio/vfio"));
+
+        /* Still bound, with its devid, in its iommufd: the info answers
+         * and a second bind of it is refused as before. */
+        ASSERT_INT_EQ(hot_reset_info(&f, kept[1], &info), 0);
+        ASSERT_TRUE(info.flags & HR_VFIO_PCI_HOT_RESET_FLAG_DEV_ID);
+        ASSERT_INT_EQ(info.count, 1);
+        ASSERT_INT_EQ(info.devices[0].id, devid);
+        ASSERT_INT_EQ(bind(&f, kept[1], kept[0], NULL), -EINVAL);
+        ASSERT_INT_EQ(hot_reset(&f, kept[1], NULL, 0), 0);
+        /* The group is owned: its legacy node stays closed. */
+        ASSERT_INT_EQ(open_group(&f, 15), -EBUSY);
+        /* The unbound file binds now, with the next free id. */
+        ASSERT_INT_EQ(bind(&f, kept[2], kept[0], &devid2), 0);
+        ASSERT_TRUE(devid2 != devid && devid2 != ioas);
+
+        /* Closing the files ends it all, as before the restart. */
+        ASSERT_INT_EQ(emulated_vfio_close(f.v, kept[1]), 0);
+        int g = open_group(&f, 15);
+        ASSERT_TRUE(g >= 0);
+        ASSERT_INT_EQ(emulated_vfio_close(f.v, g), 0);
+        ASSERT_INT_EQ(emulated_vfio_close(f.v, kept[2]), 0);
+        ASSERT_INT_EQ(emulated_vfio_close(f.v, kept[0]), 0);
+        fixture_done(&f);
+}
+
+TEST(test_adopt_legacy_model) {
+        Fixture f = fixture(false);
+
+        int c = emulated_vfio_open(f.v, "/dev/vfio/vfio", O_RDWR);
+        int g = open_group(&f, 15);
+        ASSERT_INT_EQ(set_container(&f, g, c), 0);
+        ASSERT_INT_EQ(set_iommu(&f, c, HR_VFIO_TYPE1v2_IOMMU), 0);
+        int dev = get_device_fd(&f, g, "0000:03:00.0");
+        ASSERT_TRUE(dev >= 0);
+        int kept[] = { keep(dev), keep(g), keep(c) }; /* in any order */
+        f.v = emulated_vfio_free(f.v);
+
+        f.v = emulated_vfio_new(f.t, false);
+        ASSERT_INT_EQ(emulated_vfio_adopt(f.v, kept, ELEMENTSOF(kept)), 3);
+        ASSERT_TRUE(emulated_vfio_is_file(f.v, kept[0], "vfio-device:0000:03:00.0"));
+        ASSERT_TRUE(emulated_vfio_is_file(f.v, kept[1], "/dev/vfio/15"));
+        ASSERT_TRUE(emulated_vfio_is_file(f.v, kept[2], "/dev/vfio/vfio"));
+        /* The group is open (single-open) and in its container. */
+        ASSERT_INT_EQ(open_group(&f, 15), -EBUSY);
+        uint32_t flags;
+        ASSERT_INT_EQ(group_status(&f, kept[1], &flags), 0);
+        ASSERT_INT_EQ(flags, HR_VFIO_GROUP_FLAGS_VIABLE | HR_VFIO_GROUP_FLAGS_CONTAINER_SET);
+        ASSERT_INT_EQ(hot_reset(&f, kept[0], &kept[1], 1), 0);
+        for (size_t i = 0; i < ELEMENTSOF(kept); i++)
+                ASSERT_INT_EQ(emulated_vfio_close(f.v, kept[i]), 0);
+        g = open_group(&f, 15);
+        ASSERT_TRUE(g >= 0);
+        ASSERT_INT_EQ(emulated_vfio_close(f.v, g), 0);
+        fixture_done(&f);
+}
+
+TEST(test_adopt_distrusts_content) {
+        Fixture f = fixture(true);
+        uint32_t ioas, devid;
+
+        int ictx = open_iommufd(&f, &ioas);
+        int dev = lease(&f, "0000:03:00.0", ictx, ioas, &devid);
+        int other = lease(&f, "0000:04:00.0", ictx, ioas, NULL);
+        int kept[] = { keep(ictx), keep(dev), keep(other) };
+        int pipefd[2];
+        ASSERT_INT_EQ(pipe2(pipefd, O_CLOEXEC), 0);
+        f.v = emulated_vfio_free(f.v);
+
+        /* Someone holding a copy scribbles over one device's state, and
+         * claims a binding to an iommufd that is not there for another. */
+        static const char junk[] = "hotresetd-emulated-file 1\nkind=iommufd\nobject=1 2 0\ndevid=99\niommufd=1\n";
+        ASSERT_INT_EQ(pwrite(kept[1], junk, sizeof junk - 1, 0), (ssize_t) sizeof junk - 1);
+        ASSERT_INT_EQ(ftruncate(kept[1], sizeof junk - 1), 0);
+        /* A device gone meanwhile is dead once adopted. */
+        set_driver(f.t, "0000:04:00.0", "igb");
+
+        f.v = emulated_vfio_new(f.t, true);
+        int all[] = { kept[0], kept[1], kept[2], pipefd[0] };
+        ASSERT_INT_EQ(emulated_vfio_adopt(f.v, all, ELEMENTSOF(all)), 3);
+        ASSERT_TRUE(!emulated_vfio_is_file(f.v, pipefd[0], "/dev/iommu"));
+        /* Kind and device come from the name: still a device file of
+         * 03:00.0, but not bound (devid 99 is no device of that iommufd). */
+        char cdev[64];
+        ASSERT_TRUE(emulated_vfio_is_file(f.v, kept[1], cdev_of("0000:03:00.0", cdev)));
+        struct hr_vfio_device_info di = { .argsz = sizeof di };
+        ASSERT_INT_EQ(emulated_vfio_ioctl(f.v, kept[1], HR_VFIO_DEVICE_GET_INFO, &di), -EINVAL);
+        ASSERT_INT_EQ(emulated_vfio_ioctl(f.v, kept[2], HR_VFIO_DEVICE_GET_INFO, &di), -ENODEV);
+        ASSERT_TRUE(!emulated_vfio_is_file(f.v, kept[2], cdev_of("0000:04:00.0", cdev)));
+        set_driver(f.t, "0000:04:00.0", "vfio-pci");
+        for (size_t i = 0; i < ELEMENTSOF(kept); i++)
+                ASSERT_INT_EQ(emulated_vfio_close(f.v, kept[i]), 0);
+        close(pipefd[0]);
+        close(pipefd[1]);
+        fixture_done(&f);
+}
+
 int main(void) {
         RUN(test_open_cdev_model);
         RUN(test_open_legacy_model);
@@ -1471,5 +1598,8 @@ int main(void) {
         RUN(test_reset_delay_concurrent);
         RUN(test_reset_delay_device_gone);
         RUN(test_free_closes_everything);
+        RUN(test_adopt_cdev_model);
+        RUN(test_adopt_legacy_model);
+        RUN(test_adopt_distrusts_content);
         return 0;
 }

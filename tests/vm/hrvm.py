@@ -379,6 +379,10 @@ def udev_topology():
         VmmScenario('udev-override-bind', 'iommufd', both,
                     'f0 bound through driver_override and drivers_probe: Driver vfio-pci, a CdevPath, '
                     'attachable'),
+        VmmScenario('udev-restart', 'iommufd', both,
+                    'the daemon restarted with SIGTERM, then SIGKILL, its files kept by a stand-in for '
+                    'systemd\'s file descriptor store: the lease is back with f0, held, and resets through '
+                    'the restored files; after Release a new lease binds f0'),
     ]
     return Topology(
         'udev',

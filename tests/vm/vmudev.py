@@ -21,7 +21,13 @@ vmm.report (checks as comments).
 
 import json
 import os
+import select
+import shutil
+import signal
+import socket
 import subprocess
+import sys
+import threading
 import time
 import traceback
 
@@ -141,6 +147,146 @@ def wait_driver(g, rec, address, want, what):
 
 
 # ---------------------------------------------------------------------------
+# The daemon, under a stand-in for systemd's file descriptor store
+
+
+# What systemd does when it starts a service with a file descriptor store:
+# the files at 3, 4, ... with LISTEN_FDS, LISTEN_FDNAMES and LISTEN_PID (the
+# pid stays the same across the exec). As tests/integration/listen-exec.py.
+LISTEN_EXEC = r'''
+import fcntl, os, sys
+sep = sys.argv.index('--')
+pairs = [a.split('=', 1) for a in sys.argv[1:sep]]
+cmd = sys.argv[sep + 1:]
+high = [fcntl.fcntl(int(fd), fcntl.F_DUPFD_CLOEXEC, 3 + len(pairs)) for _, fd in pairs]
+for i, fd in enumerate(high):
+    os.dup2(fd, 3 + i, inheritable=True)
+keep = set(range(3, 3 + len(pairs)))
+for fd in set(int(f) for _, f in pairs) | set(high):
+    if fd not in keep:
+        os.close(fd)
+env = dict(os.environ, LISTEN_FDS=str(len(pairs)), LISTEN_FDNAMES=':'.join(n for n, _ in pairs),
+           LISTEN_PID=str(os.getpid()))
+os.execve(cmd[0], cmd, env)
+'''
+
+
+class StoreDaemon:
+    """hotresetd with $FDSTORE and $RUNTIME_DIRECTORY, its NOTIFY_SOCKET
+    read all the time (sd_notify blocks when the queue is full) keeping the
+    FDSTORE=1 files as systemd does, and restart() passing them back."""
+
+    def __init__(self, bus, command, log_path, runtime):
+        self.bus = bus
+        self.command = command
+        self.log_path = log_path
+        self.runtime = runtime
+        self.store = []  # [name, fd]
+        self.proc = None
+        self.sock = None
+        self.notes = []
+        self.lock = threading.Lock()
+        self.returncode = None
+        self.starts = 0
+
+    def _read(self):
+        while True:
+            try:
+                r, _, _ = select.select([self.sock], [], [], 0.1)
+            except (OSError, ValueError):
+                return
+            if self.sock is None or self.sock.fileno() < 0:
+                return
+            if not r:
+                if self.proc is not None and self.proc.poll() is not None:
+                    return
+                continue
+            try:
+                data, fds, _, _ = socket.recv_fds(self.sock, 4096, 64)
+            except OSError:
+                return
+            lines = data.decode(errors='replace').splitlines()
+            fields = dict(x.split('=', 1) for x in lines if '=' in x)
+            with self.lock:
+                self.notes.extend(lines)
+                if fields.get('FDSTORE') == '1':
+                    self.store += [[fields.get('FDNAME', 'stored'), fd] for fd in fds]
+                    fds = []
+                if fields.get('FDSTOREREMOVE') == '1':
+                    for item in [i for i in self.store if i[0] == fields.get('FDNAME')]:
+                        os.close(item[1])
+                        self.store.remove(item)
+            for fd in fds:
+                os.close(fd)
+
+    def stored_names(self):
+        time.sleep(0.2)  # the reader runs every 0.1 s at most
+        with self.lock:
+            return sorted(n for n, _ in self.store)
+
+    def start(self, timeout=120):
+        self.starts += 1
+        notify_path = f'{self.log_path}.notify{self.starts}'
+        if os.path.exists(notify_path):
+            os.unlink(notify_path)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(notify_path)
+        self.notes = []
+        env = self.bus.env()
+        env.update(NOTIFY_SOCKET=notify_path, FDSTORE='4096', RUNTIME_DIRECTORY=self.runtime)
+        cmd, pass_fds = list(self.command), []
+        if self.store:
+            pass_fds = [fd for _, fd in self.store]
+            cmd = [sys.executable, '-c', LISTEN_EXEC] + [f'{n}={fd}' for n, fd in self.store] + ['--'] + cmd
+        logf = open(self.log_path, 'w' if self.starts == 1 else 'a')
+        self.proc = subprocess.Popen(cmd, stdout=logf, stderr=logf, stdin=subprocess.DEVNULL, env=env,
+                                     pass_fds=pass_fds)
+        logf.close()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+        deadline = time.monotonic() + timeout * hrvm.TIMEOUT_SCALE
+        while True:
+            with self.lock:
+                if 'READY=1' in self.notes:
+                    return
+            if self.proc.poll() is not None:
+                raise RuntimeError(f'hotresetd exited with status {self.proc.returncode} before READY=1')
+            if time.monotonic() > deadline:
+                raise RuntimeError('hotresetd did not send READY=1 within the timeout')
+            time.sleep(0.05)
+
+    def _end(self, sig):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(60 * hrvm.TIMEOUT_SCALE)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                self.returncode = 'killed'
+                return self.returncode
+        self.reader.join()
+        self.sock.close()
+        self.returncode = self.proc.returncode
+        return self.returncode
+
+    def restart(self, sig):
+        """Ends the daemon with sig (SIGKILL: a crash) and starts it again
+        with the stored files; returns the old one's exit status."""
+        status = self._end(sig)
+        self.start()
+        return status
+
+    def stop(self):
+        if self.proc is None:
+            return None
+        return self._end(signal.SIGTERM)
+
+    def log(self):
+        return hrvm._read(self.log_path, '') or ''
+
+
+# ---------------------------------------------------------------------------
 # Scenarios (in order, one daemon)
 
 
@@ -249,11 +395,46 @@ def sc_override_bind(g, rec):
     rec.equal('Context.Devices', b.prop(g.ctx, hrvm.CONTEXT_IFACE, 'Devices'), [F0])
 
 
+def sc_restart(g, rec):
+    """The lease survives restarts of the daemon on the real kernel: its
+    files come back from the (stand-in) store, still bound."""
+    b = g.broker
+    rec.equal('f0 held by the lease', b.device_context(F0), g.ctx)
+    rec.call('HotReset(f0) through the lease', b.context_call, g.ctx, 'HotReset', F0)
+    names = g.daemon.stored_names()
+    rec.check('the lease\'s iommufd and f0\'s file are in the store',
+              any(n.endswith('-iommufd') for n in names) and any(n.endswith('-d0000_01_00.0') for n in names),
+              got=names)
+    for sig, name in ((signal.SIGTERM, 'SIGTERM'), (signal.SIGKILL, 'SIGKILL')):
+        status = g.daemon.restart(sig)
+        if sig == signal.SIGTERM:
+            rec.equal(f'{name}: the old daemon exits 0', status, 0)
+        rec.check(f'after {name}: the log says the lease was restored', f'Restored {g.ctx}' in g.daemon.log(),
+                  got=[x for x in g.daemon.log().splitlines() if 'estor' in x][-3:])
+        rec.equal(f'after {name}: the lease is listed', g.ctx in b.contexts(), True)
+        rec.equal(f'after {name}: Context.Devices', b.prop(g.ctx, hrvm.CONTEXT_IFACE, 'Devices'), [F0])
+        rec.equal(f'after {name}: f0 Device.Context', b.device_context(F0), g.ctx)
+        affected = rec.call(f'after {name}: HotReset(f0) through the restored files', b.context_call, g.ctx,
+                            'HotReset', F0)
+        rec.check(f'after {name}: the reset hit f0 and f1', sorted(vmm.plain(affected)) == [F0, F1],
+                  got=vmm.plain(affected))
+    rec.call('Release the lease', b.release, g.ctx)
+    names = g.daemon.stored_names()
+    rec.equal('the store is empty after the release', names, [])
+    # The kernel let go of the old files: a new lease binds f0.
+    ctx = rec.call('CreateContext({})', b.create_context)
+    devid = rec.call(f'AttachDevice({F0}) in a new lease', b.attach, ctx, F0)
+    rec.check('devid of f0 > 0', devid > 0, got=devid)
+    rec.call('HotReset(f0) in the new lease', b.context_call, ctx, 'HotReset', F0)
+    rec.call('Release the new lease', b.release, ctx)
+
+
 SCENARIOS = {
     'udev-sibling-unbind': sc_sibling_unbind,
     'udev-unbind-leased': sc_unbind_leased,
     'udev-remove-rescan': sc_remove_rescan,
     'udev-override-bind': sc_override_bind,
+    'udev-restart': sc_restart,
 }
 
 
@@ -288,7 +469,10 @@ def guest_main(cfg, topo, bus, share, only):
     scenarios = [sc for sc in topo.scenarios if not only or sc.name in only]
     results = {sc.name: {'scenario': sc.to_json()} for sc in scenarios}
     cmd = [cfg['hotresetd'], '--uapi=iommufd', '--log-level=debug']
-    daemon = hrvm.DaemonWorld(bus, cmd, '/tmp/hotresetd-udev.log')
+    daemon = StoreDaemon(bus, cmd, '/tmp/hotresetd-udev.log', '/tmp/hotresetd-udev-run')
+    shutil.rmtree('/tmp/hotresetd-udev-run', ignore_errors=True)
+    os.makedirs('/tmp/hotresetd-udev-run', mode=0o700)
+    g.daemon = daemon
     setup_error = None
     try:
         start_udevd()
