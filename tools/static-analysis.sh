@@ -73,7 +73,7 @@ do_analyzer() {
         meson setup "$dir" -Dtests=false -Dman=disabled -Dwerror=true \
             -Dc_args="-fanalyzer $ANALYZER_FLAGS" >/dev/null || return 1
     else
-        meson configure "$dir" -Dc_args="-fanalyzer $ANALYZER_FLAGS" >/dev/null || return 1
+        meson configure "$dir" -Dc_args="-fanalyzer $ANALYZER_FLAGS" >/dev/null 2>&1 || return 1
     fi
     timeout 900 meson compile -C "$dir"
 }

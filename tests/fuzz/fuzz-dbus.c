@@ -40,6 +40,7 @@
 #include "access.h"
 #include "context.h"
 #include "fuzz-util.h"
+#include "lease-store.h"
 #include "log.h"
 #include "machine-file.h"
 #include "manager-dbus.h"
@@ -623,8 +624,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
         if (sd_event_new(&event) < 0 || manager_new(event, &manager) < 0)
                 abort();
         r = backend_emulated_new(manager->event, machine_path, manager_on_backend_event, manager, &manager->backend);
+        /* The lease store (systemd's fd store) stays off: the fuzzer sets
+         * neither $FDSTORE nor $RUNTIME_DIRECTORY. */
         if (r < 0 || backend_start(manager->backend) < 0 || access_setup(manager, policy_path) < 0 ||
-            manager_connect_bus(manager) < 0) {
+            lease_store_setup(manager) < 0 || lease_store_restore(manager) < 0 || manager_connect_bus(manager) < 0) {
                 fprintf(stderr, "fuzz-dbus: the daemon did not start\n");
                 abort();
         }
