@@ -120,7 +120,8 @@ section_took "ThreadSanitizer"
 # libFuzzer (clang): every target of tests/fuzz for a bounded time, from
 # the seed corpus in the tree (read only; what the fuzzer finds goes to
 # build-fuzz/corpus/, a crash to build-fuzz/artifacts/). fuzz-dbus runs on
-# both models. README ("Fuzzing") says how to run them for longer. About
+# both models. -len_control=0: long inputs (a whole client session) from
+# the start, not after minutes. README ("Fuzzing") says how to run them for longer. About
 # 5 minutes here.
 FUZZ_SECONDS=${HOTRESETD_FUZZ_SECONDS:-45}
 section_start
@@ -147,7 +148,7 @@ run_fuzzers() {
         mkdir -p "$corpus"
         heading "Fuzz fuzz-$t${model:+ ($model)} for ${FUZZ_SECONDS} s"
         if ! HOTRESETD_FUZZ_MODEL=$model ASAN_OPTIONS="$ASAN_OPTIONS" timeout $((FUZZ_SECONDS + 120)) \
-                "$dir/tests/fuzz/fuzz-$t" -max_total_time="$FUZZ_SECONDS" -timeout=30 -max_len=4096 \
+                "$dir/tests/fuzz/fuzz-$t" -max_total_time="$FUZZ_SECONDS" -timeout=30 -max_len=4096 -len_control=0 \
                 -print_final_stats=1 -artifact_prefix="$dir/artifacts/fuzz-$t-" \
                 "$corpus" "tests/fuzz/corpus/$t"; then
             failed+=("fuzz: fuzz-$t${model:+ ($model)} (input in $dir/artifacts/)")
