@@ -287,7 +287,8 @@ static int fold_wrap_column(Table *t, size_t cols, bool legend) {
         struct libscols_iter *itr;
         struct libscols_line *ln;
         size_t c = (size_t) t->wrap, used = 0;
-        _cleanup_free_ size_t *widths = calloc(t->n_columns, sizeof(size_t));
+        /* (calloc(0) may be NULL: that is no allocation failure.) */
+        _cleanup_free_ size_t *widths = calloc(t->n_columns ?: 1, sizeof(size_t));
 
         if (!widths)
                 return -ENOMEM;

@@ -25,7 +25,7 @@ typedef struct Member {
 static void device_path_of(const char *address, char *buf, size_t size) {
         char a[PCI_ADDRESS_STRING_MAX];
         size_t i;
-        for (i = 0; address[i] && i < sizeof a - 1; i++)
+        for (i = 0; i < sizeof a - 1 && address[i]; i++)
                 a[i] = (char) (address[i] == ':' || address[i] == '.' ? '_' : tolower((unsigned char) address[i]));
         a[i] = 0;
         snprintf(buf, size, DEVICE_PATH_PREFIX "pci_%s", a);

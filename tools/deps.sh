@@ -33,6 +33,12 @@ PACKAGES=(
     # hotresetctl on a terminal (test_cli_terminal.py): tmux; the polkit
     # agent (pkttyagent) comes with polkitd, systemd-hwdb with udev
     tmux
+    # the libFuzzer targets (tests/fuzz, built with clang: libFuzzer and
+    # clang's sanitizer runtimes are in libclang-rt-14-dev)
+    clang libclang-rt-14-dev
+    # the valgrind memcheck pass, and static analysis
+    # (tools/static-analysis.sh: cppcheck, clang-tidy with run-clang-tidy)
+    valgrind cppcheck clang-tidy
 )
 
 missing=()

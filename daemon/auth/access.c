@@ -156,6 +156,7 @@ static void read_comm_unit(pid_t pid, char comm[static 16], char unit[static 64]
                 snprintf(unit, 64, "%s", u);
         if (sd_pid_get_machine_name(pid, &mn) >= 0)
                 snprintf(machine, 64, "%s", mn);
+        /* cppcheck-suppress resourceLeak ; freed by _cleanup_(fclosep) (cppcheck does not know cleanup attributes) */
 }
 
 int access_caller_describe(sd_bus_message *msg, uid_t *ret_uid, pid_t *ret_pid, const char **ret_comm,
@@ -384,7 +385,7 @@ int access_check_reset_limits(Manager *m, uid_t uid, const PciDevice *d, bool wh
         unsigned device_rate = p->limits[POLICY_LIMIT_RESETS_PER_DEVICE];
         unsigned user_rate = p->limits[POLICY_LIMIT_RESETS_PER_USER];
         PciDevice *self, *const *devices;
-        _cleanup_free_ char *limit = NULL, *blamed = NULL;
+        _cleanup_free_ char *limit = NULL;
         char addr[PCI_ADDRESS_STRING_MAX], key[32];
         uint64_t now = now_usec(m), wait = 0;
         size_t n = 0;

@@ -209,7 +209,7 @@ typedef struct ParseState {
 
 static void shown_value(const char *s, char buf[static 64]) {
         size_t i = 0;
-        for (; s[i] && i < 56; i++)
+        for (; i < 56 && s[i]; i++)
                 buf[i] = (s[i] >= 0x20 && s[i] < 0x7f) ? s[i] : '?';
         if (s[i])
                 memcpy(buf + i, "...", 3), i += 3;

@@ -25,6 +25,7 @@ static void read_comm(pid_t pid, char comm[static FILE_HOLDER_COMM_MAX]) {
         comm[0] = 0;
         if (f && fgets(comm, FILE_HOLDER_COMM_MAX, f))
                 comm[strcspn(comm, "\n")] = 0;
+        /* cppcheck-suppress resourceLeak ; freed by _cleanup_(fclosep) (cppcheck does not know cleanup attributes) */
 }
 
 /* Whether one of pid's files is the same open file as our fd. Only files

@@ -381,6 +381,7 @@ int manager_new(sd_event *e, Manager **ret) {
         m->event = sd_event_ref(e);
         m->topology = topology_new(NULL);
         if (!m->topology)
+                /* cppcheck-suppress memleak ; freed by _cleanup_(manager_freep) (cppcheck does not know cleanup attributes) */
                 return -ENOMEM;
         m->domains = reset_domains_new(m->topology, &(ResetDomainHooks) {
                 .holder_of = domains_holder_of,
@@ -391,6 +392,7 @@ int manager_new(sd_event *e, Manager **ret) {
                 .userdata = m,
         });
         if (!m->domains)
+                /* cppcheck-suppress memleak ; freed by _cleanup_(manager_freep) (cppcheck does not know cleanup attributes) */
                 return -ENOMEM;
 
         *ret = TAKE_PTR(m);

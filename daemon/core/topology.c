@@ -378,8 +378,10 @@ int topology_scope_members(Topology *t, uint16_t domain, uint8_t bus, int slot, 
                 free(c.items);
                 return r;
         }
-        /* The walk puts each bridge's subtree right after the bridge. */
-        qsort(c.items, c.n, sizeof(PciDevice *), device_ptr_compare);
+        /* The walk puts each bridge's subtree right after the bridge.
+         * (An empty bus has no items array: qsort() must not see NULL.) */
+        if (c.n > 1)
+                qsort(c.items, c.n, sizeof(PciDevice *), device_ptr_compare);
         /* Kept for as long as the domain lives: no slack. */
         if (c.n > 0 && c.n < c.allocated) {
                 PciDevice **fit = realloc(c.items, c.n * sizeof(PciDevice *));

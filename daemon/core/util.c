@@ -52,6 +52,7 @@ int strv_extend(char ***l, const char *s) {
                 return -ENOMEM;
         char **nl = realloc(*l, (n + 2) * sizeof(char *));
         if (!nl)
+                /* cppcheck-suppress memleak ; freed by _cleanup_free_ (cppcheck does not know cleanup attributes) */
                 return -ENOMEM;
         nl[n] = TAKE_PTR(c);
         nl[n + 1] = NULL;

@@ -849,7 +849,8 @@ static int scan(LinuxBackend *s, bool remove_missing) {
         if (remove_missing)
                 for (size_t i = s->n_devices; i-- > 0;) {
                         PciAddress a = s->devices[i].address;
-                        if (!bsearch(&(Found) { .address = a }, found, n, sizeof(Found), found_compare))
+                        /* (found is NULL when sysfs lists no device: bsearch() must not see it.) */
+                        if (n == 0 || !bsearch(&(Found) { .address = a }, found, n, sizeof(Found), found_compare))
                                 deliver_remove(s, &a);
                 }
 

@@ -147,8 +147,10 @@ static int file_new(EmulatedVfio *v, FileKind kind, const char *name, VfioFile *
         snprintf(full, sizeof full, MEMFD_PREFIX "%s", name);
         _cleanup_close_ int fd = memfd_create(full, MFD_CLOEXEC);
         if (fd < 0)
+                /* cppcheck-suppress memleak ; freed by _cleanup_free_ (cppcheck does not know cleanup attributes) */
                 return -errno;
         if (fstat(fd, &st) < 0)
+                /* cppcheck-suppress memleak ; freed by _cleanup_free_ (cppcheck does not know cleanup attributes) */
                 return -errno;
 
         f->kind = kind;
@@ -1001,6 +1003,7 @@ static int hot_reset_sleep(EmulatedVfio *v, VfioFile *f, const PciAddress *addre
         if (msec == 0)
                 return 0;
 
+        /* cppcheck-suppress autoVariables ; unlinked again (in_flight_remove) before we return */
         v->in_flight = &me;
         pthread_mutex_unlock(&v->lock);
         sleep_msec(msec);

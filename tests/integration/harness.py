@@ -34,6 +34,7 @@ import json
 import os
 import re
 import select
+import shlex
 import shutil
 import signal
 import socket
@@ -79,7 +80,8 @@ CDEV_RE = re.compile(r'^/dev/vfio/devices/vfio[0-9]+$')
 
 # Markers of sanitizer reports in the daemon's log: any of them fails a test.
 SANITIZER_MARKERS = ('ERROR: AddressSanitizer', 'ERROR: LeakSanitizer',
-                     'runtime error:', 'ERROR: UndefinedBehaviorSanitizer')
+                     'runtime error:', 'ERROR: UndefinedBehaviorSanitizer',
+                     'WARNING: ThreadSanitizer')
 
 
 def log(*args):
@@ -374,7 +376,13 @@ class Daemon:
         cmd = [daemon_binary(), '--emulate=' + self.machine_path, '--log-level=debug']
         if not any(a.startswith('--config=') for a in self.args):
             cmd.append('--config=' + self.env.ensure_config())
-        return cmd + self.args
+        # HOTRESETD_TEST_WRAPPER runs the daemon under a tool, such as
+        # "valgrind --error-exitcode=99 ..." (tools/run-tests.sh): the tool
+        # execs the daemon in place (same pid, same signals), and the exit
+        # status the teardown checks is the tool's, so its findings fail
+        # the test.
+        wrapper = shlex.split(os.environ.get('HOTRESETD_TEST_WRAPPER', ''))
+        return wrapper + cmd + self.args
 
     def start(self):
         self.notify_sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
