@@ -85,7 +85,7 @@ static int context_tie_to_process(Context *c, int pidfd, sd_bus_error *error) {
         if (c->pidfd < 0)
                 return bus_error_kernel(error, errno, "Failed to open a pidfd of process %d: %s", (int) c->pid,
                                         strerror(errno));
-        pid_t again;
+        pid_t again = 0;
         if (pidfd_get_pid(pidfd, &again) < 0 || again != c->pid)
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
                                          "The process of the pidfd passed as Pid has exited already.");
