@@ -384,7 +384,31 @@ class Guest:
         rec.check('the nodes of both models exist (/dev/iommu, /dev/vfio/vfio, /dev/vfio/N, '
                   '/dev/vfio/devices/vfioN)', os.path.exists('/dev/iommu') and 'vfio' in nodes, got=nodes)
         self.lease_and_reset(rec, [F0, F1], [F0, F1])
+        if model == 'group':
+            self.restart_keeps_group_lease(rec)
         self.late_bind(rec)
+
+    def restart_keeps_group_lease(self, rec):
+        """The legacy model's files across systemctl restart: the container,
+        the group file and the device files GET_DEVICE_FD gave (anonymous
+        inodes the daemon can only check by kind) come back from the store."""
+        ctx = rec.call('CreateContext as the user (group model)', call, hrvm.ROOT_PATH, hrvm.MANAGER_IFACE,
+                       'CreateContext', 'a{sv}', 1, 'Persistent', 'b', 'true', user=USER)[0]
+        for a in (F0, F1):
+            rec.call(f'AttachDevice({a})', call, ctx, hrvm.CONTEXT_IFACE, 'AttachDevice', 'sa{sv}', a, 0, user=USER)
+        before = unit_show('MainPID')['MainPID']
+        sh('systemctl', 'restart', UNIT, check=True, timeout=120)
+        rec.check('a new process after systemctl restart (group model)', unit_show('MainPID')['MainPID'] != before)
+        contexts = [c[0] for c in call(hrvm.ROOT_PATH, hrvm.MANAGER_IFACE, 'ListContexts')[0]]
+        rec.check('the group-model lease is still there, same path', ctx in contexts, expected=ctx, got=contexts)
+        rec.equal(f'{F0} still held by it', dev(F0, 'Context'), ctx)
+        rec.equal(f'{F1} still held by it', dev(F1, 'Context'), ctx)
+        affected = rec.call('HotReset through the restored container, group and device files', call, ctx,
+                            hrvm.CONTEXT_IFACE, 'HotReset', 's', F0, user=USER)[0]
+        rec.equal('the reset hit both functions (group model, after the restart)', sorted(affected), [F0, F1])
+        rec.call('Release the group-model lease', call, ctx, hrvm.CONTEXT_IFACE, 'Release', user=USER)
+        # The group is free again for the kernel: a new lease opens it.
+        self.lease_and_reset(rec, [F0, F1], [F0, F1])
 
     def sc_machine(self, rec):
         for f in (USER_RULE,):
