@@ -143,13 +143,8 @@ int context_new_restored(Manager *m, uint64_t id, const char *owner, uid_t uid, 
         return r;
 }
 
-void context_abandon(Context *c) {
-        for (size_t i = 0; i < c->n_devices; i++)
-                safe_close(c->devices[i].fd);
-        for (size_t i = 0; i < c->n_groups; i++)
-                safe_close(c->groups[i].fd);
-        safe_close(c->iommufd);
-        safe_close(c->container);
+/* The memory and the pid watch; the caller dealt with the files. */
+static void context_free(Context *c) {
         sd_event_source_disable_unref(c->pid_source);
         safe_close(c->pidfd);
         strv_free(c->stored_names);
@@ -159,6 +154,16 @@ void context_abandon(Context *c) {
         free(c->owner);
         free(c->description);
         free(c);
+}
+
+void context_abandon(Context *c) {
+        for (size_t i = 0; i < c->n_devices; i++)
+                safe_close(c->devices[i].fd);
+        for (size_t i = 0; i < c->n_groups; i++)
+                safe_close(c->groups[i].fd);
+        safe_close(c->iommufd);
+        safe_close(c->container);
+        context_free(c);
 }
 
 int context_new(Manager *m, const char *owner, uid_t uid, ContextLifetime lifetime, int pidfd,
@@ -248,15 +253,7 @@ void context_unref_busy(Context *c) {
         for (size_t i = 0; i < c->n_groups; i++)
                 manager_group_owner_unref(c->manager, c->groups[i].group, c);
         context_close_files(c);
-        sd_event_source_disable_unref(c->pid_source);
-        safe_close(c->pidfd);
-        strv_free(c->stored_names);
-        free(c->devices);
-        free(c->groups);
-        free(c->path);
-        free(c->owner);
-        free(c->description);
-        free(c);
+        context_free(c);
 }
 
 void context_release(Context *c, const char *why) {
