@@ -350,7 +350,7 @@ int auth_verify_async(Manager *m, sd_bus_message *msg, const char *action, const
                 return sd_bus_error_set_errnof(error, -r, "Cannot authorize %s: asking polkit failed: %s", action,
                                                strerror(-r));
         }
-        log_debug("Asked polkit whether %s (uid %u%s%s) may %s (%s).", sender, (unsigned) uid,
+        log_debug("Asked polkit whether %s (uid %u%s%s) is authorized for %s (%s).", sender, (unsigned) uid,
                   machine ? ", machine " : "", strempty(machine), q->what, action);
         return 0;
 
