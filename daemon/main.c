@@ -125,42 +125,6 @@ static int parse_argv(int argc, char *argv[]) {
         return 1;
 }
 
-/* Writes text to path through a temporary file renamed over it, so a
- * daemon emulating that file sees one complete update. */
-static int write_file_atomic(const char *path, const char *text) {
-        _cleanup_free_ char *tmp = NULL;
-        _cleanup_close_ int fd = -1;
-        size_t n = strlen(text);
-        int r;
-
-        if (asprintf(&tmp, "%s.XXXXXX", path) < 0) {
-                tmp = NULL;
-                return -ENOMEM;
-        }
-        fd = mkostemp(tmp, O_CLOEXEC);
-        if (fd < 0)
-                return -errno;
-        for (size_t done = 0; done < n;) {
-                ssize_t k = write(fd, text + done, n - done);
-                if (k < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        r = -errno;
-                        goto fail;
-                }
-                done += (size_t) k;
-        }
-        /* mkostemp() makes it 0600; a machine file is no secret. */
-        if (fchmod(fd, 0644) < 0 || close(TAKE_FD(fd)) < 0 || rename(tmp, path) < 0) {
-                r = -errno;
-                goto fail;
-        }
-        return 0;
-fail:
-        (void) unlink(tmp);
-        return r;
-}
-
 /* --dump-machine: the devices the backend delivered, as a machine file. */
 static int dump_machine(Manager *m) {
         _cleanup_(machine_freep) Machine *machine = NULL;
@@ -210,7 +174,7 @@ static int dump_machine(Manager *m) {
                 log_warning("The dumped machine will not load with --emulate as it is: %s", strempty(error));
 
         if (arg_dump_machine_path) {
-                r = write_file_atomic(arg_dump_machine_path, json);
+                r = write_file_atomic(arg_dump_machine_path, json, 0644); /* a machine file is no secret */
                 if (r < 0)
                         return log_error_errno(r, "Failed to write %s: %m", arg_dump_machine_path);
                 log_info("Wrote %zu PCI device%s (%s model) to %s.", n, n == 1 ? "" : "s",

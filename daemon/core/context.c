@@ -81,19 +81,17 @@ static int context_tie_to_process(Context *c, int pidfd, sd_bus_error *error) {
          * systemd's file descriptor store keeps a file only once. The
          * caller's pidfd still alive afterwards proves the pid was not
          * reused in between. */
-        c->pidfd = (int) syscall(SYS_pidfd_open, c->pid, 0);
-        if (c->pidfd < 0)
+        int own = (int) syscall(SYS_pidfd_open, c->pid, 0);
+        if (own < 0)
                 return bus_error_kernel(error, errno, "Failed to open a pidfd of process %d: %s", (int) c->pid,
                                         strerror(errno));
         pid_t again = 0;
-        if (pidfd_get_pid(pidfd, &again) < 0 || again != c->pid)
+        if (pidfd_get_pid(pidfd, &again) < 0 || again != c->pid) {
+                safe_close(own);
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
                                          "The process of the pidfd passed as Pid has exited already.");
-        r = sd_event_add_io(c->manager->event, &c->pid_source, c->pidfd, EPOLLIN, on_process_exit, c);
-        if (r < 0)
-                return r;
-        (void) sd_event_source_set_description(c->pid_source, "context-process");
-        return 0;
+        }
+        return context_watch_process(c, own, c->pid);
 }
 
 int context_watch_process(Context *c, int pidfd, pid_t recorded_pid) {

@@ -387,35 +387,14 @@ static void store_barrier(void) {
                                      "removed from its file descriptor store: %m");
 }
 
-/* dir/name replaced as a whole (a temporary file renamed over it): a crash
- * leaves the old content or the new, never a part. */
-static int write_file_atomic(const char *dir, const char *name, const char *text) {
-        char path[PATH_MAX], tmp[PATH_MAX];
-        _cleanup_close_ int fd = -1;
-        size_t n = strlen(text);
-
-        snprintf(path, sizeof path, "%s/%s", dir, name);
-        snprintf(tmp, sizeof tmp, "%s/.%s.tmp", dir, name);
-        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-        if (fd < 0)
-                return -errno;
-        errno = 0;
-        if (write(fd, text, n) != (ssize_t) n || close(TAKE_FD(fd)) < 0 || rename(tmp, path) < 0) {
-                int r = errno ? -errno : -EIO;
-                (void) unlink(tmp);
-                return r;
-        }
-        return 0;
-}
-
 static int write_record(LeaseStore *s, const Context *c, const char *backend) {
         _cleanup_free_ char *text = lease_record_format(c, backend);
-        char name[64];
+        char path[PATH_MAX];
 
         if (!text)
                 return -ENOMEM;
-        snprintf(name, sizeof name, "%" PRIu64 ".json", c->id);
-        return write_file_atomic(s->dir, name, text);
+        snprintf(path, sizeof path, "%s/%" PRIu64 ".json", s->dir, c->id);
+        return write_file_atomic(path, text, 0600);
 }
 
 static void remove_record(LeaseStore *s, uint64_t id) {
@@ -490,9 +469,10 @@ void lease_store_save(Manager *m, Context *c) {
         }
 
         if (c->id > s->last_id) {
-                char text[32];
+                char text[32], path[PATH_MAX];
                 snprintf(text, sizeof text, "%" PRIu64 "\n", c->id);
-                if (write_file_atomic(s->dir, LAST_ID_FILE, text) >= 0)
+                snprintf(path, sizeof path, "%s/" LAST_ID_FILE, s->dir);
+                if (write_file_atomic(path, text, 0600) >= 0)
                         s->last_id = c->id;
         }
 
@@ -514,9 +494,7 @@ void lease_store_save(Manager *m, Context *c) {
                 }
                 store_remove(s, c->stored_names[i]);
                 removed = true;
-                free(c->stored_names[i]);
-                size_t n = strv_length(c->stored_names);
-                memmove(c->stored_names + i, c->stored_names + i + 1, (n - i) * sizeof(char *));
+                strv_remove(c->stored_names, c->stored_names[i]);
         }
         if (removed)
                 store_barrier();
@@ -547,15 +525,6 @@ void lease_store_forget(Manager *m, Context *c) {
         c->stored_names = strv_free(c->stored_names);
 }
 
-static void strv_remove(char **l, const char *s) {
-        for (size_t i = 0; l && l[i]; i++)
-                if (streq(l[i], s)) {
-                        free(l[i]);
-                        memmove(l + i, l + i + 1, (strv_length(l + i + 1) + 1) * sizeof(char *));
-                        return;
-                }
-}
-
 static void closedirp(DIR **d) {
         if (*d)
                 (void) closedir(*d);
@@ -581,29 +550,6 @@ static int take_fd(StoredFds *t, const char *name) {
                         return t->items[i].fd;
                 }
         return -ENOENT;
-}
-
-static int read_file(const char *path, char **ret) {
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-        struct stat st;
-
-        if (fd < 0)
-                return -errno;
-        if (fstat(fd, &st) < 0)
-                return -errno;
-        if (!S_ISREG(st.st_mode) || st.st_size > RECORD_SIZE_MAX)
-                return -EFBIG;
-        char *buf = malloc((size_t) st.st_size + 1);
-        if (!buf)
-                return -ENOMEM;
-        ssize_t k = read(fd, buf, (size_t) st.st_size);
-        if (k < 0) {
-                free(buf);
-                return -errno;
-        }
-        buf[k] = '\0';
-        *ret = buf;
-        return 0;
 }
 
 /* Checks one device of a record against the machine and its file. NULL if
@@ -926,7 +872,7 @@ int lease_store_restore(Manager *m) {
                 char p[PATH_MAX];
                 unsigned long long last;
                 snprintf(p, sizeof p, "%s/" LAST_ID_FILE, s->dir);
-                if (read_file(p, &last_text) >= 0 && sscanf(last_text, "%llu", &last) == 1 &&
+                if (read_file_full(p, RECORD_SIZE_MAX, &last_text, NULL) >= 0 && sscanf(last_text, "%llu", &last) == 1 &&
                     last > m->next_context_id) {
                         m->next_context_id = last;
                         s->last_id = last;
@@ -952,6 +898,11 @@ int lease_store_restore(Manager *m) {
                         continue;
                 if (streq(de->d_name, LAST_ID_FILE))
                         continue;
+                /* A temporary file a crash left (write_file_atomic()). */
+                if (strstr(de->d_name, ".json.") || strncmp(de->d_name, LAST_ID_FILE ".", strlen(LAST_ID_FILE ".")) == 0) {
+                        (void) unlinkat(dirfd(dir), de->d_name, 0);
+                        continue;
+                }
                 snprintf(path, sizeof path, "%s/%s", s->dir, de->d_name);
                 errno = 0;
                 unsigned long long id = strtoull(de->d_name, &end, 10);
@@ -959,7 +910,7 @@ int lease_store_restore(Manager *m) {
                         log_warning("Ignoring %s: not a lease record (ID.json).", path);
                         continue;
                 }
-                r = read_file(path, &text);
+                r = read_file_full(path, RECORD_SIZE_MAX, &text, NULL);
                 if (error_is_transient(r)) {
                         stored_fds_abandon(&t);
                         return log_error_errno(r, "Failed to read the lease record %s: %m; exiting so that a new "

@@ -1,4 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <fcntl.h>
+#include <sys/stat.h>
+
 #include "util.h"
 
 size_t strv_length(char *const *l) {
@@ -73,5 +76,98 @@ char *strv_join(char *const *l, const char *sep) {
                 p = stpcpy(p, l[i]);
         }
         *p = 0;
+        return r;
+}
+
+void strv_remove(char **l, const char *s) {
+        for (size_t i = 0; l && l[i]; i++)
+                if (streq(l[i], s)) {
+                        free(l[i]);
+                        memmove(l + i, l + i + 1, (strv_length(l + i + 1) + 1) * sizeof(char *));
+                        return;
+                }
+}
+
+int read_file_full(const char *path, size_t max, char **ret, size_t *ret_size) {
+        _cleanup_close_ int fd = -1;
+        _cleanup_free_ char *buf = NULL;
+        size_t size = 0, allocated = 0;
+        struct stat st;
+
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return -errno;
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        if (S_ISDIR(st.st_mode))
+                return -EISDIR;
+
+        for (;;) {
+                ssize_t k;
+
+                if (allocated - size < 4096) {
+                        size_t a = allocated ? allocated * 2 : (size_t) st.st_size + 4096;
+                        char *nb;
+
+                        if (a > max + 4096u)
+                                a = max + 4096u;
+                        if (a <= allocated)
+                                return -EFBIG;
+                        nb = realloc(buf, a + 1);
+                        if (!nb)
+                                return -ENOMEM;
+                        buf = nb;
+                        allocated = a;
+                }
+                k = read(fd, buf + size, allocated - size);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (k == 0)
+                        break;
+                size += (size_t) k;
+                if (size > max)
+                        return -EFBIG;
+        }
+
+        buf[size] = 0;
+        *ret = TAKE_PTR(buf);
+        if (ret_size)
+                *ret_size = size;
+        return 0;
+}
+
+int write_file_atomic(const char *path, const char *text, unsigned mode) {
+        _cleanup_free_ char *tmp = NULL;
+        _cleanup_close_ int fd = -1;
+        size_t n = strlen(text);
+        int r;
+
+        if (asprintf(&tmp, "%s.XXXXXX", path) < 0) {
+                tmp = NULL;
+                return -ENOMEM;
+        }
+        fd = mkostemp(tmp, O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        for (size_t done = 0; done < n;) {
+                ssize_t k = write(fd, text + done, n - done);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        r = -errno;
+                        goto fail;
+                }
+                done += (size_t) k;
+        }
+        if (fchmod(fd, (mode_t) mode) < 0 || close(TAKE_FD(fd)) < 0 || rename(tmp, path) < 0) {
+                r = -errno;
+                goto fail;
+        }
+        return 0;
+fail:
+        (void) unlink(tmp);
         return r;
 }

@@ -74,9 +74,20 @@ bool strv_equal(char *const *a, char *const *b);
 bool strv_contains(char *const *l, const char *s);
 /* Append a copy of s; returns -ENOMEM on failure, leaving *l intact. */
 int strv_extend(char ***l, const char *s);
+/* Removes (and frees) the first s from l, if there. */
+void strv_remove(char **l, const char *s);
 /* Join with a separator into a newly allocated string. */
 char *strv_join(char *const *l, const char *sep);
 static inline void strv_freep(char ***l) {
         strv_free(*l);
 }
 #define _cleanup_strv_free_ _cleanup_(strv_freep)
+
+/* The whole of path (not a directory), NUL-terminated; -EFBIG past max
+ * bytes. */
+int read_file_full(const char *path, size_t max, char **ret, size_t *ret_size);
+/* Writes text to path through a temporary file in the same directory
+ * renamed over it, with the given mode: readers (the emulated kernel's
+ * inotify, a restarted daemon) see the old content or the new, never a
+ * part, also after a crash. */
+int write_file_atomic(const char *path, const char *text, unsigned mode);

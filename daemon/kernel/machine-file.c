@@ -740,60 +740,12 @@ fail:
         return r;
 }
 
-static int read_file(const char *path, char **ret, size_t *ret_size) {
-        _cleanup_close_ int fd = -1;
-        _cleanup_free_ char *buf = NULL;
-        size_t size = 0, allocated = 0;
-        struct stat st;
-
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-        if (fd < 0)
-                return -errno;
-        if (fstat(fd, &st) < 0)
-                return -errno;
-        if (S_ISDIR(st.st_mode))
-                return -EISDIR;
-
-        for (;;) {
-                ssize_t k;
-
-                if (allocated - size < 4096) {
-                        size_t a = allocated ? allocated * 2 : (size_t) st.st_size + 4096;
-                        char *nb;
-
-                        if (a > MACHINE_FILE_SIZE_MAX + 4096u)
-                                return -EFBIG;
-                        nb = realloc(buf, a + 1);
-                        if (!nb)
-                                return -ENOMEM;
-                        buf = nb;
-                        allocated = a;
-                }
-                k = read(fd, buf + size, allocated - size);
-                if (k < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                if (k == 0)
-                        break;
-                size += (size_t) k;
-                if (size > MACHINE_FILE_SIZE_MAX)
-                        return -EFBIG;
-        }
-
-        buf[size] = 0;
-        *ret = TAKE_PTR(buf);
-        *ret_size = size;
-        return 0;
-}
-
 int machine_load_direct(const char *path, Machine **ret, char **ret_error) {
         _cleanup_free_ char *text = NULL;
         size_t size = 0;
         int r;
 
-        r = read_file(path, &text, &size);
+        r = read_file_full(path, MACHINE_FILE_SIZE_MAX, &text, &size);
         if (r < 0) {
                 if (r != -ENOMEM && ret_error &&
                     asprintf(ret_error, "%s: cannot read the machine file: %s", path,

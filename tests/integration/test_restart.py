@@ -15,74 +15,38 @@ import json
 import os
 import signal
 import subprocess
-import time
 
 import dbus
 
 import harness
-from harness import BUS_NAME, MANAGER_IFACE, ROOT_PATH
+from dbus_case import CONTEXT_IFACE, PROPS_IFACE, DBusTestCase, wait_until
+from harness import BUS_NAME
 
-CONTEXT_IFACE = 'org.hotresetd.Broker1.Context'
-PROPS_IFACE = 'org.freedesktop.DBus.Properties'
 ERR = 'org.hotresetd.Broker1.Error.'
-
-
-def wait_until(predicate, what, timeout=10):
-    deadline = time.monotonic() + timeout * harness.TIMEOUT_SCALE
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f'timed out waiting for {what}')
 
 
 def store_name(address):
     return 'd' + address.replace(':', '_', 2)
 
 
-class RestartBase(harness.HotresetdTestCase):
+class RestartBase(DBusTestCase):
     DEVICE = None  # a device bound to vfio-pci, alone in its group
     OTHER = None   # another one, in another group
+    FD_STORE = True
 
     def setUp(self):
-        self.DAEMON_ENV = None
-        self.conns = []
-        # The environment needs the test's temporary directory: start the
-        # daemon ourselves.
-        machine, self.MACHINE = self.MACHINE, None
         super().setUp()
-        self.MACHINE = machine
-        self.env.start_daemon(machine, extra_env=self.env.fd_store_env())
         self.runtime = self.env.fd_store_env()['RUNTIME_DIRECTORY']
 
-    def tearDown(self):
-        for c in self.conns:
-            c.close()
-        super().tearDown()
-
     # --- helpers
-
-    def connect(self):
-        c = dbus.bus.BusConnection(self.env.bus.address)
-        self.conns.append(c)
-        return c
-
-    def manager(self, conn=None):
-        return dbus.Interface((conn or self.connect()).get_object(BUS_NAME, ROOT_PATH), MANAGER_IFACE)
-
-    def context(self, path, conn=None):
-        return dbus.Interface((conn or self.connect()).get_object(BUS_NAME, path), CONTEXT_IFACE)
 
     def context_prop(self, path, name):
         obj = self.connect().get_object(BUS_NAME, path)
         return obj.Get(CONTEXT_IFACE, name, dbus_interface=PROPS_IFACE)
 
     def contexts(self):
-        return sorted(str(x[0]) for x in self.manager().ListContexts())
+        return sorted(str(x[0]) for x in super().contexts())
 
-    def holder(self, address):
-        return str(self.env.device_property(address, 'Context'))
 
     def lease(self, address, conn=None, **options):
         opts = dbus.Dictionary({'Description': 'restart test'}, signature='sv')
@@ -106,12 +70,6 @@ class RestartBase(harness.HotresetdTestCase):
         if sig == signal.SIGTERM:
             self.assertEqual(rc, 0, self.env.daemons[-2].log())
         return d
-
-    def assertDBusError(self, name, fn, *args):
-        with self.assertRaises(dbus.DBusException) as cm:
-            fn(*args)
-        self.assertEqual(cm.exception.get_dbus_name(), name, cm.exception.get_dbus_message())
-        return cm.exception
 
     def assert_free(self, address):
         """Nobody holds address: a new lease can take it (and reset it,
@@ -392,8 +350,14 @@ class RestartBase(harness.HotresetdTestCase):
         ctx = self.lease(self.DEVICE, Persistent=True)
         self.env.daemon.stop(signal.SIGTERM)
         os.unlink(self.record_path(ctx))
+        # What a crash in the middle of writing a record leaves: removed.
+        leftover = self.record_path(ctx) + '.Ab12Cd'
+        with open(leftover, 'w') as f:
+            f.write('{"version": 1, "bac')
         d = self.restart(signal.SIGTERM)
         self.assertIn('no lease record names it', d.log())
+        self.assertFalse(os.path.exists(leftover))
+        self.assertNotIn('Ignoring', d.log())
         self.assertEqual(self.contexts(), [])
         wait_until(lambda: self.stored() == [], 'the store emptied')
         self.assert_free(self.DEVICE)

@@ -11,15 +11,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import dbus
 
 import harness
-from harness import BUS_NAME, DEVICE_IFACE, MANAGER_IFACE, ROOT_PATH, device_path
+from dbus_case import CONTEXT_IFACE, DBusTestCase, wait_until
 
-CONTEXT_IFACE = 'org.hotresetd.Broker1.Context'
-PROPS_IFACE = 'org.freedesktop.DBus.Properties'
 NVME, VF0, VF2 = '0000:02:00.0', '0000:03:10.0', '0000:03:10.2'
 SOURCE_ROOT = os.environ.get('HOTRESETD_SOURCE_ROOT', os.path.join(os.path.dirname(__file__), '..', '..'))
 
@@ -31,52 +28,8 @@ def hotresetctl():
     return path
 
 
-def wait_until(predicate, what, timeout=10):
-    deadline = time.monotonic() + timeout * harness.TIMEOUT_SCALE
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f'timed out waiting for {what}')
-
-
-class VmmTestCase(harness.HotresetdTestCase):
+class VmmTestCase(DBusTestCase):
     MACHINE = 'workstation.json'
-
-    def setUp(self):
-        super().setUp()
-        self.conns = []
-
-    def tearDown(self):
-        for c in self.conns:
-            c.close()
-        super().tearDown()
-
-    def connect(self):
-        c = dbus.bus.BusConnection(self.env.bus.address)
-        self.conns.append(c)
-        return c
-
-    def manager(self, conn):
-        return dbus.Interface(conn.get_object(BUS_NAME, ROOT_PATH), MANAGER_IFACE)
-
-    def context(self, conn, path):
-        return dbus.Interface(conn.get_object(BUS_NAME, path), CONTEXT_IFACE)
-
-    def contexts(self):
-        return [tuple(x) for x in self.manager(self.connect()).ListContexts()]
-
-    def holder(self, address):
-        return self.env.device_property(address, 'Context')
-
-    def assertDBusError(self, name, fn, *args, contains=()):
-        with self.assertRaises(dbus.DBusException) as cm:
-            fn(*args)
-        self.assertEqual(cm.exception.get_dbus_name(), name, cm.exception.get_dbus_message())
-        for s in contains:
-            self.assertIn(s, cm.exception.get_dbus_message())
-        return cm.exception
 
 
 class ProcessLeaseTest(VmmTestCase):
@@ -87,7 +40,7 @@ class ProcessLeaseTest(VmmTestCase):
         pidfd = os.pidfd_open(vmm.pid)
         path = self.manager(creator).CreateContext({'Pid': dbus.types.UnixFd(pidfd), 'Description': 'vm-1'})
         os.close(pidfd)
-        ctx = self.context(creator, path)
+        ctx = self.context(path, creator)
         ctx.AttachDevice(NVME, {'Bind': False})
         props = self.env.get_all(path, CONTEXT_IFACE)
         self.assertEqual((props['Lifetime'], props['Pid'], props['Persistent'], props['Owner']),
@@ -130,9 +83,9 @@ class ProcessLeaseTest(VmmTestCase):
     def test_adopt(self):
         old = self.connect()
         path = self.manager(old).CreateContext({'Description': 'connection lease'})
-        self.context(old, path).AttachDevice(NVME, {})
+        self.context(path, old).AttachDevice(NVME, {})
         new = self.connect()
-        self.context(new, path).Adopt()
+        self.context(path, new).Adopt()
         self.assertEqual(self.env.get_property(path, CONTEXT_IFACE, 'Owner'), new.get_unique_name())
         self.assertIn(f'adopted by {new.get_unique_name()}', self.env.daemon.log())
         # The old connection may go now; the lease follows the new one.
@@ -165,7 +118,7 @@ class ReopenTest(VmmTestCase):
     def test_reopen_waits_for_the_old_copies(self):
         conn = self.connect()
         path = self.manager(conn).CreateContext({'Persistent': True})
-        ctx = self.context(conn, path)
+        ctx = self.context(path, conn)
         ctx.AttachDevice(NVME, {'Bind': False})
         old = ctx.OpenDevice(NVME).take()
         old_ino = os.fstat(old).st_ino
@@ -192,7 +145,7 @@ class GroupModelTest(VmmTestCase):
         gpu = '0000:01:00.0'
         conn = self.connect()
         path = self.manager(conn).CreateContext({})
-        ctx = self.context(conn, path)
+        ctx = self.context(path, conn)
         ctx.AttachDevice(gpu, {})
         self.assertDBusError('org.hotresetd.Broker1.Error.Unsupported', ctx.ReopenDevice, gpu,
                              contains=('IOMMU group',))
