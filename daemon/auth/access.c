@@ -24,12 +24,13 @@ static void log_policy(Manager *m, const char *how) {
         _cleanup_free_ char *files = strv_join(p->files, ", ");
 
         log_info("%s the policy from %s: %zu allow and %zu deny device matches; limits: %u resets per device "
-                 "a minute, %u per user a minute (burst %u), %u contexts per user, %u devices per context "
-                 "(0 = none); unleased hot resets %s.",
+                 "a minute, %u per user a minute (burst %u), %u contexts per user, %u devices per context, "
+                 "%u refusals per user logged a minute (0 = none); unleased hot resets %s.",
                  how, p->files ? strempty(files) : "built-in defaults (no policy file)", p->n_allow, p->n_deny,
                  p->limits[POLICY_LIMIT_RESETS_PER_DEVICE], p->limits[POLICY_LIMIT_RESETS_PER_USER],
                  policy_user_reset_burst(p), p->limits[POLICY_LIMIT_CONTEXTS_PER_USER],
-                 p->limits[POLICY_LIMIT_DEVICES_PER_CONTEXT], p->unleased_hot_reset ? "on" : "off");
+                 p->limits[POLICY_LIMIT_DEVICES_PER_CONTEXT], p->limits[POLICY_LIMIT_LOGGED_REFUSALS_PER_USER],
+                 p->unleased_hot_reset ? "on" : "off");
 }
 
 static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {

@@ -19,6 +19,7 @@ static const char *const limit_keys[_POLICY_LIMIT_MAX] = {
         [POLICY_LIMIT_RESET_BURST_PER_USER] = "ResetBurstPerUser",
         [POLICY_LIMIT_CONTEXTS_PER_USER] = "ContextsPerUser",
         [POLICY_LIMIT_DEVICES_PER_CONTEXT] = "DevicesPerContext",
+        [POLICY_LIMIT_LOGGED_REFUSALS_PER_USER] = "LoggedRefusalsPerUserPerMinute",
 };
 
 const char *policy_limit_to_string(PolicyLimit l) {
@@ -51,6 +52,11 @@ Policy *policy_new_default(void) {
          * are the administrator's tools); ContextsPerUser= sets another
          * value, 0 none. */
         p->limits[POLICY_LIMIT_CONTEXTS_PER_USER] = POLICY_DEFAULT_CONTEXTS_PER_USER;
+        /* Every refused call is audited; a user who makes thousands a
+         * second would otherwise fill the journal and trip journald's
+         * rate limit for the whole service, losing everyone else's
+         * entries. */
+        p->limits[POLICY_LIMIT_LOGGED_REFUSALS_PER_USER] = POLICY_DEFAULT_LOGGED_REFUSALS_PER_USER;
         return p;
 }
 
@@ -361,7 +367,8 @@ static int handler(void *userdata, const char *section, const char *key, const c
                 }
                 return parse_error(s, section, key,
                                    "unknown key; [Limits] knows ResetsPerDevicePerMinute=, ResetsPerUserPerMinute=, "
-                                   "ResetBurstPerUser=, ContextsPerUser= and DevicesPerContext=");
+                                   "ResetBurstPerUser=, ContextsPerUser=, DevicesPerContext= and "
+                                   "LoggedRefusalsPerUserPerMinute=");
         }
 
         if (streq(section, "Manager")) {
@@ -607,6 +614,7 @@ typedef struct Bucket {
         double tokens;
         uint64_t stamp;
         unsigned burst, per_minute; /* as last used, to know when it is full */
+        uint64_t skipped;           /* rate_limiter_take_or_skip(): not yet reported */
 } Bucket;
 
 struct RateLimiter {
@@ -650,13 +658,14 @@ static Bucket *bucket_find(RateLimiter *l, const char *key) {
         return NULL;
 }
 
-/* Full buckets say nothing a missing one doesn't: drop them. */
+/* Full buckets say nothing a missing one doesn't: drop them (unless
+ * they still have skipped actions to report). */
 static void prune(RateLimiter *l, uint64_t now) {
         size_t k = 0;
         for (size_t i = 0; i < l->n; i++) {
                 Bucket *b = &l->buckets[i];
                 bucket_refill(b, b->burst, b->per_minute, now);
-                if (b->tokens >= b->burst)
+                if (b->tokens >= b->burst && b->skipped == 0)
                         free(b->key);
                 else
                         l->buckets[k++] = *b;
@@ -683,27 +692,68 @@ bool rate_limiter_check(RateLimiter *l, const char *key, unsigned burst, unsigne
         return false;
 }
 
-int rate_limiter_take(RateLimiter *l, const char *key, unsigned burst, unsigned per_minute, uint64_t now_usec) {
-        Bucket *b;
+static Bucket *bucket_get(RateLimiter *l, const char *key, unsigned burst, unsigned per_minute, uint64_t now) {
+        prune(l, now);
+        Bucket *b = bucket_find(l, key);
+        if (!b) {
+                Bucket *n = realloc(l->buckets, (l->n + 1) * sizeof(Bucket));
+                if (!n)
+                        return NULL;
+                l->buckets = n;
+                b = &l->buckets[l->n];
+                *b = (Bucket) { .key = strdup(key), .tokens = burst, .stamp = now };
+                if (!b->key)
+                        return NULL;
+                l->n++;
+        }
+        bucket_refill(b, burst, per_minute, now);
+        return b;
+}
 
+int rate_limiter_take(RateLimiter *l, const char *key, unsigned burst, unsigned per_minute, uint64_t now_usec) {
         if (per_minute == 0)
                 return 0;
         if (burst == 0)
                 burst = 1;
-        prune(l, now_usec);
-        b = bucket_find(l, key);
-        if (!b) {
-                Bucket *n = realloc(l->buckets, (l->n + 1) * sizeof(Bucket));
-                if (!n)
-                        return -ENOMEM;
-                l->buckets = n;
-                b = &l->buckets[l->n];
-                *b = (Bucket) { .key = strdup(key), .tokens = burst, .stamp = now_usec };
-                if (!b->key)
-                        return -ENOMEM;
-                l->n++;
-        }
-        bucket_refill(b, burst, per_minute, now_usec);
+        Bucket *b = bucket_get(l, key, burst, per_minute, now_usec);
+        if (!b)
+                return -ENOMEM;
         b->tokens -= 1.0;
         return 0;
+}
+
+int rate_limiter_take_or_skip(RateLimiter *l, const char *key, unsigned burst, unsigned per_minute,
+                              uint64_t now_usec, uint64_t *ret_wait_usec) {
+        if (ret_wait_usec)
+                *ret_wait_usec = 0;
+        if (per_minute == 0)
+                return 1;
+        if (burst == 0)
+                burst = 1;
+        Bucket *b = bucket_get(l, key, burst, per_minute, now_usec);
+        if (!b)
+                return -ENOMEM;
+        if (b->tokens < 1.0) {
+                b->skipped++;
+                if (ret_wait_usec)
+                        *ret_wait_usec = (uint64_t) ((1.0 - b->tokens) * 60e6 / per_minute) + 1;
+                return 0;
+        }
+        b->tokens -= 1.0;
+        return 1;
+}
+
+size_t rate_limiter_flush_skipped(RateLimiter *l, void (*fn)(const char *key, uint64_t skipped, void *userdata),
+                                  void *userdata) {
+        size_t n = 0;
+        for (size_t i = 0; i < l->n; i++) {
+                Bucket *b = &l->buckets[i];
+                if (b->skipped == 0)
+                        continue;
+                uint64_t skipped = b->skipped;
+                b->skipped = 0;
+                fn(b->key, skipped, userdata);
+                n++;
+        }
+        return n;
 }

@@ -40,6 +40,7 @@ typedef enum PolicyLimit {
         POLICY_LIMIT_RESET_BURST_PER_USER, /* ResetBurstPerUser= (0: the per-minute rate) */
         POLICY_LIMIT_CONTEXTS_PER_USER,    /* ContextsPerUser= */
         POLICY_LIMIT_DEVICES_PER_CONTEXT,  /* DevicesPerContext= */
+        POLICY_LIMIT_LOGGED_REFUSALS_PER_USER, /* LoggedRefusalsPerUserPerMinute= */
         _POLICY_LIMIT_MAX,
 } PolicyLimit;
 
@@ -63,8 +64,14 @@ typedef struct Policy {
  * when no policy file says otherwise (see policy_new_default()). */
 #define POLICY_DEFAULT_CONTEXTS_PER_USER 64u
 
+/* The built-in LoggedRefusalsPerUserPerMinute=: the refused calls of one
+ * user other than root that reach the journal, a minute (a burst of as
+ * many); the rest are counted, and the count is logged. */
+#define POLICY_DEFAULT_LOGGED_REFUSALS_PER_USER 60u
+
 /* The built-in defaults: every device, no limits but ContextsPerUser=
- * (POLICY_DEFAULT_CONTEXTS_PER_USER), unleased resets on. */
+ * (POLICY_DEFAULT_CONTEXTS_PER_USER) and LoggedRefusalsPerUserPerMinute=
+ * (POLICY_DEFAULT_LOGGED_REFUSALS_PER_USER), unleased resets on. */
 Policy *policy_new_default(void);
 Policy *policy_free(Policy *p);
 static inline void policy_freep(Policy **p) {
@@ -106,5 +113,16 @@ bool rate_limiter_check(RateLimiter *l, const char *key, unsigned burst, unsigne
 /* Takes a token (the bucket may go negative only if the caller did not
  * check first). Returns -ENOMEM on allocation failure. */
 int rate_limiter_take(RateLimiter *l, const char *key, unsigned burst, unsigned per_minute, uint64_t now_usec);
-/* Number of buckets kept (full buckets are dropped), for the tests. */
+/* For what is only logged: takes a token when there is one and returns 1;
+ * otherwise counts the action as skipped (see rate_limiter_flush_skipped())
+ * and returns 0; *ret_wait_usec (optional) is how long until the key has a
+ * token again. -ENOMEM on allocation failure. */
+int rate_limiter_take_or_skip(RateLimiter *l, const char *key, unsigned burst, unsigned per_minute,
+                              uint64_t now_usec, uint64_t *ret_wait_usec);
+/* Hands each key's count of skipped actions to fn, zeroes it; returns how
+ * many keys had one. */
+size_t rate_limiter_flush_skipped(RateLimiter *l, void (*fn)(const char *key, uint64_t skipped, void *userdata),
+                                  void *userdata);
+/* Number of buckets kept (full buckets with nothing skipped are dropped),
+ * for the tests. */
 size_t rate_limiter_size(RateLimiter *l);

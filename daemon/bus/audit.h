@@ -4,7 +4,11 @@
  * the method, the device, the context, the caller (bus name, uid and pid as
  * the bus vouches for them; command and unit from /proc) and the result.
  * A call that waits for polkit is logged when it comes back with the
- * answer; a hot reset is logged by its job when the kernel is done. */
+ * answer; a hot reset is logged by its job when the kernel is done.
+ * Refusals of one user (root excepted) beyond LoggedRefusalsPerUserPerMinute=
+ * are counted instead, and the count is logged once the user's budget has
+ * room again: a caller cannot flood the journal, and journald's rate limit
+ * for the service then never swallows anyone else's entries. */
 #pragma once
 
 #include <systemd/sd-bus.h>
@@ -13,6 +17,8 @@
 
 int audit_call(sd_bus_message *msg, Manager *m, Context *c, sd_bus_message_handler_t handler, void *userdata,
                sd_bus_error *error);
+/* Reports the refusals not logged yet, and frees the audit's state. */
+void audit_done(Manager *m);
 
 /* A handler of the Manager's vtable (userdata: the Manager), audited. */
 #define AUDITED_MANAGER_METHOD(handler)                                                            \

@@ -643,6 +643,7 @@ static void bus_teardown(Manager *m) {
         /* The leases were released and announced; nothing more is said. */
         device_objects_free(m);
         domain_objects_free(m);
+        audit_done(m);
         m->hooks = (ManagerHooks) {};
         m->hooks_userdata = NULL;
         if (b) {

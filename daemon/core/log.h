@@ -54,5 +54,7 @@ int log_internal(int level, int error, const char *fmt, ...) _printf_(3, 4);
 #define LOG_MESSAGE_ID_POLICY_RELOADED "e30dde24ef8f4e908843e8bd0ec2e5d4"
 #define LOG_MESSAGE_ID_CALL_DONE "88119ecdbac0471aa6ea6cfb7fc08ca7"
 #define LOG_MESSAGE_ID_CALL_REFUSED "6e9239e9e606410f9c1a223202b56999"
+/* Refusals of one user over LoggedRefusalsPerUserPerMinute=, counted. */
+#define LOG_MESSAGE_ID_REFUSALS_NOT_LOGGED "d85b6bbac8e94e13be78dbeb6997fe28"
 
 void log_struct(int level, const char *message_id, const char *const *fields, const char *fmt, ...) _printf_(4, 5);

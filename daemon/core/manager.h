@@ -88,6 +88,11 @@ struct Manager {
         struct RateLimiter *limiter;
         sd_event_source *sighup_source;
 
+        /* The bus layer's audit log (audit.c): the refusals logged per
+         * user, and when the ones that were not are reported. */
+        struct RateLimiter *audit_limiter;
+        sd_event_source *audit_flush_source;
+
         /* Leases across restarts (lease-store.c); NULL: they end with the
          * daemon. */
         struct LeaseStore *store;

@@ -37,7 +37,8 @@
  *       owner (for the runner's start-up time)
  *
  * KIND: ping, check (Device.CheckHotReset), get-affected (Properties.Get of
- * Device.Affected), get-device (Manager.GetDevice), hot-reset-info
+ * Device.Affected), get-blockers (Properties.Get of ResetDomain.Blockers, on
+ * the device's domain), get-device (Manager.GetDevice), hot-reset-info
  * (Context.GetHotResetInfo, on a context holding the device),
  * list-devices (Manager.ListDevices), managed-objects
  * (ObjectManager.GetManagedObjects, whose reply body size is reported),
@@ -74,6 +75,7 @@
 #define MANAGER_IFACE "org.hotresetd.Broker1.Manager"
 #define DEVICE_IFACE "org.hotresetd.Broker1.Device"
 #define CONTEXT_IFACE "org.hotresetd.Broker1.Context"
+#define DOMAIN_IFACE "org.hotresetd.Broker1.ResetDomain"
 #define DEVICE_PATH_PREFIX ROOT_PATH "/device/"
 #define OM_IFACE "org.freedesktop.DBus.ObjectManager"
 #define PROPS_IFACE "org.freedesktop.DBus.Properties"
@@ -220,6 +222,7 @@ enum kind {
         KIND_PING,
         KIND_CHECK,
         KIND_GET_AFFECTED,
+        KIND_GET_BLOCKERS,
         KIND_GET_DEVICE,
         KIND_HOT_RESET_INFO,
         KIND_LIST_DEVICES,
@@ -232,6 +235,7 @@ static const char *const kind_names[_KIND_MAX] = {
         [KIND_PING] = "ping",
         [KIND_CHECK] = "check",
         [KIND_GET_AFFECTED] = "get-affected",
+        [KIND_GET_BLOCKERS] = "get-blockers",
         [KIND_GET_DEVICE] = "get-device",
         [KIND_HOT_RESET_INFO] = "hot-reset-info",
         [KIND_LIST_DEVICES] = "list-devices",
@@ -248,14 +252,15 @@ static enum kind parse_kind(const char *s) {
 }
 
 static bool kind_needs_address(enum kind k) {
-        return k == KIND_CHECK || k == KIND_GET_AFFECTED || k == KIND_GET_DEVICE || k == KIND_HOT_RESET_INFO ||
-                k == KIND_LEASE_CYCLE;
+        return k == KIND_CHECK || k == KIND_GET_AFFECTED || k == KIND_GET_BLOCKERS || k == KIND_GET_DEVICE ||
+                k == KIND_HOT_RESET_INFO || k == KIND_LEASE_CYCLE;
 }
 
 /* What the calls of one kind are made on. */
 struct target {
         const char *address;
         char *device_path;      /* from GetDevice: the path is the daemon's to choose */
+        char *domain_path;      /* get-blockers: the device's ResetDomain */
         char *context_path;     /* hot-reset-info: a context holding the device */
 };
 
@@ -285,6 +290,11 @@ static int new_call(sd_bus *bus, enum kind k, const struct target *t, sd_bus_mes
                 r = sd_bus_message_new_method_call(bus, &m, BUS_NAME, t->device_path, PROPS_IFACE, "Get");
                 if (r >= 0)
                         r = sd_bus_message_append(m, "ss", DEVICE_IFACE, "Affected");
+                break;
+        case KIND_GET_BLOCKERS:
+                r = sd_bus_message_new_method_call(bus, &m, BUS_NAME, t->domain_path, PROPS_IFACE, "Get");
+                if (r >= 0)
+                        r = sd_bus_message_append(m, "ss", DOMAIN_IFACE, "Blockers");
                 break;
         case KIND_GET_DEVICE:
                 r = sd_bus_message_new_method_call(bus, &m, BUS_NAME, ROOT_PATH, MANAGER_IFACE, "GetDevice");
@@ -358,6 +368,25 @@ static char *get_device_path(sd_bus *bus, const char *address) {
         return p;
 }
 
+static char *get_domain_path(sd_bus *bus, const char *device_path) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        sd_bus_message *reply = NULL;
+        const char *path;
+        int r = sd_bus_get_property(bus, BUS_NAME, device_path, DEVICE_IFACE, "ResetDomain", &error, &reply, "o");
+        if (r < 0)
+                fail_call("Get ResetDomain", r, &error);
+        r = sd_bus_message_read(reply, "o", &path); /* sd_bus_get_property() entered the variant */
+        if (r < 0)
+                fail_errno("reading the ResetDomain property", r);
+        if (strcmp(path, "/") == 0)
+                fail("usage", "%s has no reset domain", device_path);
+        char *p = strdup(path);
+        sd_bus_message_unref(reply);
+        if (!p)
+                fail_errno("strdup", ENOMEM);
+        return p;
+}
+
 static char *create_context(sd_bus *bus) {
         sd_bus_error error = SD_BUS_ERROR_NULL;
         sd_bus_message *reply = NULL;
@@ -403,8 +432,10 @@ static void target_setup(sd_bus *bus, enum kind k, const char *address, struct t
         *t = (struct target) { .address = address };
         if (kind_needs_address(k) && !address)
                 fail("usage", "%s needs --address", kind_names[k]);
-        if (k == KIND_CHECK || k == KIND_GET_AFFECTED)
+        if (k == KIND_CHECK || k == KIND_GET_AFFECTED || k == KIND_GET_BLOCKERS)
                 t->device_path = get_device_path(bus, address);
+        if (k == KIND_GET_BLOCKERS)
+                t->domain_path = get_domain_path(bus, t->device_path);
         if (k == KIND_HOT_RESET_INFO) {
                 t->context_path = create_context(bus);
                 attach_device(bus, t->context_path, address);
@@ -416,6 +447,7 @@ static void target_teardown(sd_bus *bus, struct target *t) {
                 release_context(bus, t->context_path);
         free(t->context_path);
         free(t->device_path);
+        free(t->domain_path);
         *t = (struct target) { 0 };
 }
 
@@ -1172,7 +1204,7 @@ static _Noreturn void usage(int status) {
                 "       hotresetd-load burst --machine=M --add-file=F --remove-file=F [--expect=N] [--max-seconds=S]\n"
                 "       hotresetd-load leak --address=A --pid=PID [--cycles=K]\n"
                 "       hotresetd-load wait-name [--max-seconds=S]\n"
-                "KIND: ping check get-affected get-device hot-reset-info list-devices managed-objects\n"
+                "KIND: ping check get-affected get-blockers get-device hot-reset-info list-devices managed-objects\n"
                 "      lease-cycle (latency and batch only)\n"
                 "common: --timeout=SECONDS per call (default 30)\n");
         exit(status);

@@ -99,6 +99,8 @@ class Params:
         self.leak_seconds = 300 if quick else 1500      # whole step: the process is killed after
         self.callgrind_sizes = [1024] if quick else [64, 1024]
         self.callgrind_count = 30 if quick else 200
+        self.split_count = 4000 if quick else 20000       # CPU split: calls per kind,
+        self.split_rounds = 4 if quick else 5             # in rounds alternating the kinds
         # GetManagedObjects and lease cycles cost the current daemon 10^8-10^9
         # instructions each at 1024 functions: a few are enough.
         self.callgrind_heavy_count = 2 if quick else 5
@@ -249,9 +251,7 @@ class Session:
             raise StepFailed(self.crashed, fatal=True, detail=self.crash_detail)
 
     def cpu_ticks(self):
-        with open(f'/proc/{self.pid}/stat') as f:
-            fields = f.read().rsplit(')', 1)[1].split()
-        return int(fields[11]) + int(fields[12])     # utime + stime
+        return proc_cpu_ticks(self.pid)
 
     def quiesce(self, window=0.1, max_wait=120):
         """Until the daemon used no CPU (at most one clock tick) for a
@@ -334,6 +334,13 @@ class Session:
         return rc
 
 
+def proc_cpu_ticks(pid):
+    """utime + stime of a process, in clock ticks."""
+    with open(f'/proc/{pid}/stat') as f:
+        fields = f.read().rsplit(')', 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
 def read_line(pipe, timeout, proc=None):
     """One line from pipe within timeout (b'' when none); stops early when
     proc exits."""
@@ -367,6 +374,7 @@ LATENCY_KINDS = [
     ('GetDevice', 'get-device', 'single'),
     ('Get Affected, one-function scope', 'get-affected', 'single'),
     ('Get Affected, large scope', 'get-affected', 'large_scope'),
+    ('Get ResetDomain.Blockers, large scope', 'get-blockers', 'large_scope'),
     ('GetHotResetInfo', 'hot-reset-info', 'lease'),
     ('ListDevices', 'list-devices', None),
 ]
@@ -450,6 +458,11 @@ class Runner:
                 if not s.alive():
                     return
 
+            r = self.step(size, 'CPU split', lambda: self.cpu_split(s, targets['large_scope']), s)
+            res['cpu_split'] = r if r is not None else 'failed'
+            if not s.alive():
+                return
+
             tp = res.setdefault('throughput', {})
             for conns in (1, 8, 64):
                 args = ['throughput', 'check', '--address=' + targets['single'], f'--connections={conns}',
@@ -493,6 +506,67 @@ class Runner:
         finally:
             s.stop()
             self.record_crash(size, s)
+
+    CPU_SPLIT_KINDS = [('Ping', 'ping', False), ('CheckHotReset, large scope', 'check', True)]
+
+    def cpu_split(self, s, large_scope):
+        """Where the time of a call goes: batches of Pings and of
+        CheckHotReset on the large scope, alternately (the machine's speed
+        drifts), and the CPU time (user + system, from /proc/PID/stat) the
+        daemon, the dbus-daemon and the client spent per call, and the wall
+        time per call. Tells what the daemon can still change about a
+        call's latency and what belongs to the bus."""
+        totals = {label: {'wall_us': 0.0, 'daemon': 0, 'bus': 0, 'client': 0, 'count': 0}
+                  for label, _, _ in self.CPU_SPLIT_KINDS}
+        n = self.p.split_count // self.p.split_rounds
+        tick_us = 1e6 / os.sysconf('SC_CLK_TCK')
+        for _ in range(self.p.split_rounds):
+            for label, kind, needs_address in self.CPU_SPLIT_KINDS:
+                t = totals[label]
+                wall, ticks = self.cpu_batch(s, kind, large_scope if needs_address else None, n)
+                t['wall_us'] += wall * 1e6
+                t['count'] += n
+                for k, v in ticks.items():
+                    t[k] += v
+        return {label: {'wall_us': t['wall_us'] / t['count'], 'count': t['count'],
+                        **{k: t[k] * tick_us / t['count'] for k in ('daemon', 'bus', 'client')}}
+                for label, t in totals.items()}
+
+    def cpu_batch(self, s, kind, address, n):
+        """One batch of n calls: (wall seconds, {process: CPU ticks})."""
+        cmd = [self.load_bin, 'batch', kind, f'--count={n}', f'--timeout={self.p.call_timeout * 20}']
+        if address:
+            cmd.append('--address=' + address)
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                env=s.env())
+        try:
+            if self.batch_state(proc, 120) != 'ready':
+                raise StepFailed(f'hotresetd-load batch {kind} did not start: '
+                                 + proc.stderr.read().decode(errors='replace').strip()[-400:], fatal=True)
+            s.quiesce(0.3, 120)
+            pids = {'daemon': s.pid, 'bus': s.bus.proc.pid, 'client': proc.pid}
+            before = {k: proc_cpu_ticks(pid) for k, pid in pids.items()}
+            t0 = time.monotonic()
+            proc.stdin.write(b'go\n')
+            proc.stdin.flush()
+            if self.batch_state(proc, 600) != 'done':
+                s.check_alive(f'CPU split {kind}')
+                raise StepFailed(f'hotresetd-load batch {kind} did not finish: '
+                                 + proc.stderr.read().decode(errors='replace').strip()[-400:], fatal=True)
+            wall = time.monotonic() - t0
+            return wall, {k: proc_cpu_ticks(pid) - before[k] for k, pid in pids.items()}
+        finally:
+            try:
+                proc.stdin.close()
+            except OSError:
+                pass
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            proc.stdout.close()
+            proc.stderr.close()
 
     def burst(self, size, s, machine, burst_file):
         """1024 VFs added and removed; RSS before and after."""
@@ -752,6 +826,47 @@ class Report:
         rows.extend(self.leak_targets())
         return rows
 
+    def cpu_split_section(self):
+        L = ['## Where the time of a call goes\n',
+             f'{self.r.p.split_count} calls of each kind on one connection, one after the other, in '
+             f'{self.r.p.split_rounds} batches per kind taken alternately; the CPU time (user + system, from '
+             '/proc/PID/stat, so a few µs either way) that the daemon, the dbus-daemon and the client spent per '
+             'call, and the wall time per call (back-to-back calls: the latency table\'s interleaved figures '
+             'are the ones to compare with the targets). For one call the three work one after the other, so '
+             'what the bus spends on a reply beyond what it spends on a Ping\'s is latency no daemon can '
+             'remove without a smaller reply.\n']
+        rows, notes = [], []
+        for size in self.sizes:
+            v = self.r.results.get(size, {}).get('cpu_split')
+            if v is None:
+                continue
+            if not ok(v):
+                rows.append([str(size), self.failure(size, 'CPU split')] + ['—'] * 4)
+                continue
+            ping, check = v['Ping'], v['CheckHotReset, large scope']
+            for label, x in (('Ping', ping), ('CheckHotReset, large scope', check)):
+                rows.append([str(size), label, fmt_us(x['wall_us']), fmt_us(x['daemon']), fmt_us(x['bus']),
+                             fmt_us(x['client'])])
+            # The Pings interleaved with the large-scope calls: the unit of
+            # that target.
+            lat_check = self.lat(size, 'CheckHotReset, large scope')
+            if ok(lat_check):
+                unit = lat_check['ping_p50_us']
+                d_extra, b_extra = check['daemon'] - ping['daemon'], check['bus'] - ping['bus']
+                notes.append(f'- {size} functions: on CheckHotReset of the large scope the daemon spends '
+                             f'{fmt_us(d_extra)} more than on a Ping ({d_extra / unit:.2f} × the p50 of the Pings '
+                             f'interleaved with these calls in the latency table, {fmt_us(unit)}), the dbus-daemon {fmt_us(b_extra)} more '
+                             f'({b_extra / unit:.2f} ×). A 1.5 × target leaves 0.50 × for both.')
+        if not rows:
+            return []
+        L.append(self.table(['functions', 'call', 'wall per call', 'daemon CPU', 'dbus-daemon CPU', 'client CPU'],
+                            rows))
+        L.append('')
+        L.extend(notes)
+        if notes:
+            L.append('')
+        return L
+
     def ratio_target(self, desc, size, v, limit, step):
         if v is None:
             return (desc, size, 'not measured', 'n/a')
@@ -1001,6 +1116,8 @@ class Report:
         L.append(self.table(['functions', 'GetManagedObjects', 'per function', 'ListDevices',
                              'GetManagedObjects p50 / ListDevices p50'], rows))
         L.append('')
+
+        L.extend(self.cpu_split_section())
 
         L.append('## Throughput\n')
         L.append('CheckHotReset on the one-function scope, pipelined (up to 16 calls in flight per connection), '

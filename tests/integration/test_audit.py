@@ -27,6 +27,7 @@ IDS = {
     'policy-reloaded': 'e30dde24ef8f4e908843e8bd0ec2e5d4',
     'call-done': '88119ecdbac0471aa6ea6cfb7fc08ca7',
     'call-refused': '6e9239e9e606410f9c1a223202b56999',
+    'not-logged': 'd85b6bbac8e94e13be78dbeb6997fe28',
 }
 NVME, GPU = '0000:02:00.0', '0000:01:00.0'
 
@@ -159,6 +160,52 @@ class AuditTest(harness.HotresetdTestCase):
         self.assertEqual(e['HOTRESETD_REASON'], 'released by its owner')
         self.assertEqual(len(self.journal.find('lease-released', HOTRESETD_CONTEXT=ctx)), 1)
         self.wait_entry('call-done', HOTRESETD_METHOD='org.hotresetd.Broker1.Context.Release')
+
+    def test_refusals_of_one_user_are_limited_and_counted(self):
+        """A user who makes many refused calls gets LoggedRefusalsPerUserPerMinute=
+        of them into the journal; the rest are counted, and the count is
+        logged: nothing is lost, and the journal is not flooded."""
+        rate, calls = 20, 45
+        self.env.write_config(f'[Limits]\nLoggedRefusalsPerUserPerMinute={rate}\n')
+        self.busctl(ROOT_PATH, MANAGER_IFACE, 'Reload')
+        out = self.busctl(ROOT_PATH, MANAGER_IFACE, 'CreateContext', 'a{sv}', 1, 'Persistent', 'b', 'true')
+        ctx = __import__('json').loads(out.stdout)['data'][0]
+        user = harness.ensure_user('hrd-audit-flood')
+        uid = str(user[0])
+        self.env.allow_other_users()
+        # Refused without polkit: the context is not the user's.
+        script = ' '.join(f'busctl --system call {BUS_NAME} {ctx} {CONTEXT_IFACE} AttachDevice sa{{sv}} {NVME} 0 '
+                          '2>/dev/null;' for _ in range(calls))
+        subprocess.run(harness.as_user(user, ['sh', '-c', script]), env=self.env.child_env(), timeout=120,
+                       stdout=subprocess.DEVNULL)
+
+        def logged():
+            return len(self.journal.find('auth-refused', HOTRESETD_CALLER_UID=uid))
+
+        def not_logged():
+            return sum(int(e['HOTRESETD_NOT_LOGGED']) for e in self.journal.find('not-logged', HOTRESETD_CALLER_UID=uid))
+
+        import time
+        deadline = time.monotonic() + 30 * harness.TIMEOUT_SCALE
+        while logged() + not_logged() < calls and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self.assertEqual(logged() + not_logged(), calls)
+        # The burst, and at most the few tokens that came back meanwhile.
+        self.assertGreaterEqual(logged(), rate)
+        self.assertLess(logged(), calls)
+        e = self.journal.find('not-logged', HOTRESETD_CALLER_UID=uid)[0]
+        self.assertIn(f'by uid {uid} were not logged (LoggedRefusalsPerUserPerMinute={rate})', e['MESSAGE'])
+        self.assertEqual(e['PRIORITY'], '5')
+        # Root is not limited: its refusals are all logged.
+        before = len(self.journal.find('reset-refused', HOTRESETD_CALLER_UID='0'))
+        for _ in range(rate + 5):
+            self.busctl(ROOT_PATH, MANAGER_IFACE, 'HotReset', 'sa{sv}', GPU, 0, check=False)
+        deadline = time.monotonic() + 10 * harness.TIMEOUT_SCALE
+        while len(self.journal.find('reset-refused', HOTRESETD_CALLER_UID='0')) < before + rate + 5 and \
+                time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertEqual(len(self.journal.find('reset-refused', HOTRESETD_CALLER_UID='0')), before + rate + 5)
+        self.assertEqual(self.journal.find('not-logged', HOTRESETD_CALLER_UID='0'), [])
 
 
 if __name__ == '__main__':

@@ -930,7 +930,8 @@ class ReloadTest(AuthTestCase):
     def test_limits_property_follows_reloads(self):
         limits = self.env.get_property(ROOT_PATH, MANAGER_IFACE, 'Limits')
         self.assertEqual(limits, {'ResetsPerDevicePerMinute': 0, 'ResetsPerUserPerMinute': 0,
-                                  'ResetBurstPerUser': 0, 'ContextsPerUser': 64, 'DevicesPerContext': 0})
+                                  'ResetBurstPerUser': 0, 'ContextsPerUser': 64, 'DevicesPerContext': 0,
+                                  'LoggedRefusalsPerUserPerMinute': 60})
         self.assertIs(self.env.get_property(ROOT_PATH, MANAGER_IFACE, 'UnleasedHotReset'), True)
         rec, mark = self.record()
         self.env.write_config('[Limits]\nContextsPerUser=2\nResetsPerDevicePerMinute=5\n'

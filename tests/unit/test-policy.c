@@ -87,8 +87,11 @@ TEST(test_defaults) {
         /* Every limit is off by default but the number of contexts a user
          * may hold: one caller must not be able to take every file. */
         for (size_t i = 0; i < _POLICY_LIMIT_MAX; i++)
-                ASSERT_INT_EQ(p->limits[i], i == POLICY_LIMIT_CONTEXTS_PER_USER ? POLICY_DEFAULT_CONTEXTS_PER_USER : 0);
+                ASSERT_INT_EQ(p->limits[i], i == POLICY_LIMIT_CONTEXTS_PER_USER          ? POLICY_DEFAULT_CONTEXTS_PER_USER
+                                            : i == POLICY_LIMIT_LOGGED_REFUSALS_PER_USER ? POLICY_DEFAULT_LOGGED_REFUSALS_PER_USER
+                                                                                         : 0);
         ASSERT_INT_EQ(POLICY_DEFAULT_CONTEXTS_PER_USER, 64);
+        ASSERT_INT_EQ(POLICY_DEFAULT_LOGGED_REFUSALS_PER_USER, 60);
         _cleanup_free_ char *d = policy_describe_limit(p, POLICY_LIMIT_CONTEXTS_PER_USER);
         ASSERT_STR_EQ(d, "ContextsPerUser=64 (built-in default)");
         p = policy_free(p);
@@ -363,6 +366,57 @@ TEST(test_rate_limiter) {
         rate_limiter_free(NULL);
 }
 
+typedef struct Skipped {
+        char keys[4][32];
+        uint64_t counts[4];
+        size_t n;
+} Skipped;
+
+static void collect_skipped(const char *key, uint64_t skipped, void *userdata) {
+        Skipped *s = userdata;
+        ASSERT_TRUE(s->n < 4);
+        snprintf(s->keys[s->n], sizeof s->keys[s->n], "%s", key);
+        s->counts[s->n++] = skipped;
+}
+
+/* What the audit log uses: take a token or count the action as skipped. */
+TEST(test_rate_limiter_skip) {
+        RateLimiter *l = rate_limiter_new();
+        const uint64_t s = 1000000, t = 5 * s;
+        uint64_t wait = 99;
+        Skipped got = {};
+
+        ASSERT_TRUE(l);
+        /* No limit: always taken, nothing kept. */
+        ASSERT_INT_EQ(rate_limiter_take_or_skip(l, "uid:1000", 0, 0, t, &wait), 1);
+        ASSERT_INT_EQ(wait, 0);
+        ASSERT_INT_EQ(rate_limiter_size(l), 0);
+        /* 3 a minute: a burst of 3, then skipped and counted. */
+        for (int i = 0; i < 3; i++)
+                ASSERT_INT_EQ(rate_limiter_take_or_skip(l, "uid:1000", 3, 3, t, NULL), 1);
+        for (int i = 0; i < 5; i++)
+                ASSERT_INT_EQ(rate_limiter_take_or_skip(l, "uid:1000", 3, 3, t, &wait), 0);
+        ASSERT_TRUE(wait > 19 * s && wait <= 20 * s + 1);
+        /* Another key has its own budget. */
+        ASSERT_INT_EQ(rate_limiter_take_or_skip(l, "uid:1001", 3, 3, t, NULL), 1);
+        /* A token is back after 20 s; the skipped count stays until flushed,
+         * even once the bucket is full again (it is not pruned). */
+        ASSERT_INT_EQ(rate_limiter_take_or_skip(l, "uid:1000", 3, 3, t + 20 * s, NULL), 1);
+        ASSERT_INT_EQ(rate_limiter_take(l, "uid:1002", 1, 1, t + 600 * s), 0);
+        ASSERT_INT_EQ(rate_limiter_size(l), 2); /* uid:1000 (skipped) and uid:1002; uid:1001 pruned */
+        ASSERT_INT_EQ(rate_limiter_flush_skipped(l, collect_skipped, &got), 1);
+        ASSERT_INT_EQ(got.n, 1);
+        ASSERT_STR_EQ(got.keys[0], "uid:1000");
+        ASSERT_INT_EQ(got.counts[0], 5);
+        /* Flushed: nothing to report, and the full bucket goes. */
+        got = (Skipped) {};
+        ASSERT_INT_EQ(rate_limiter_flush_skipped(l, collect_skipped, &got), 0);
+        ASSERT_INT_EQ(got.n, 0);
+        ASSERT_INT_EQ(rate_limiter_take(l, "uid:1002", 1, 1, t + 1200 * s), 0);
+        ASSERT_INT_EQ(rate_limiter_size(l), 1);
+        rate_limiter_free(l);
+}
+
 /* The shipped example parses, and so does every example it shows. */
 TEST(test_example_file) {
         const char *example = TEST_DATA_DIR "/../../../policy/hotresetd.conf.example";
@@ -411,6 +465,7 @@ int main(void) {
         RUN(test_errors);
         RUN(test_unreadable);
         RUN(test_rate_limiter);
+        RUN(test_rate_limiter_skip);
         RUN(test_example_file);
         remove_file("main.conf");
         ASSERT_INT_EQ(rmdir(tmpdir), 0);
