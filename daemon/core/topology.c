@@ -165,6 +165,14 @@ PciDevice *topology_at(Topology *t, size_t i) {
         return i < t->n_devices ? t->devices[i] : NULL;
 }
 
+size_t topology_bus_size(Topology *t, uint16_t domain, uint8_t bus) {
+        /* The table is in key order, and a bus's keys are a run of 256. */
+        uint32_t first = (uint32_t) domain << 16 | (uint32_t) bus << 8;
+        size_t lo = lower_bound(t, first);
+        size_t hi = first > UINT32_MAX - 256 ? t->n_devices : lower_bound(t, first + 256);
+        return hi - lo;
+}
+
 int topology_put(Topology *t, const PciDeviceInfo *info, PciDevice **ret) {
         PciDeviceInfo copy;
         _cleanup_free_ char *block = NULL;

@@ -57,6 +57,8 @@ PciDevice *topology_group_first(Topology *t, int group);
 size_t topology_size(const Topology *t);
 /* Devices in address order, 0 <= i < topology_size(). */
 PciDevice *topology_at(Topology *t, size_t i);
+/* The number of devices on one bus (O(log n)). */
+size_t topology_bus_size(Topology *t, uint16_t domain, uint8_t bus);
 
 /* The bridge whose secondary bus is d's bus; NULL on a root bus. */
 PciDevice *topology_parent_bridge(Topology *t, const PciDevice *d);

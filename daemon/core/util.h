@@ -62,6 +62,12 @@ static inline bool streq_ptr(const char *a, const char *b) {
 }
 #define streq(a, b) (strcmp((a), (b)) == 0)
 
+/* The rest of s after prefix, NULL when s does not start with it. */
+static inline const char *startswith(const char *s, const char *prefix) {
+        size_t n = strlen(prefix);
+        return strncmp(s, prefix, n) == 0 ? s + n : NULL;
+}
+
 static inline const char *strempty(const char *s) {
         return s ? s : "";
 }

@@ -120,6 +120,13 @@ struct EmulatedVfio {
 
         InFlight *in_flight;
         unsigned reset_delay_msec;
+
+        /* Which device /dev/vfio/devices/vfioN was last seen on, by N: an
+         * open() of a cdev costs the same on any size of machine. Checked
+         * against the machine on every use (a bind may have moved it). */
+        PciAddress *cdev_address;
+        bool *cdev_known;
+        size_t n_cdev;
 };
 
 /* ---- files -------------------------------------------------------------- */
@@ -328,11 +335,9 @@ static PciDevice *machine_device(EmulatedVfio *v, const PciAddress *a) {
  * removed with the last (vfio_group_find_or_alloc() /
  * vfio_device_remove_group()). */
 static bool group_exists(EmulatedVfio *v, int group) {
-        for (size_t i = 0; i < topology_size(v->machine); i++) {
-                PciDevice *d = topology_at(v->machine, i);
-                if (d->info.iommu_group == group && driver_is_vfio(d->info.driver))
+        for (PciDevice *d = topology_group_first(v->machine, group); d; d = d->group_next)
+                if (driver_is_vfio(d->info.driver))
                         return true;
-        }
         return false;
 }
 
@@ -340,11 +345,9 @@ static bool group_exists(EmulatedVfio *v, int group) {
  * own (measured: a pci-stub sibling leaves the group viable, an e1000e one
  * makes BIND_IOMMUFD fail with EPERM). */
 static bool group_viable(EmulatedVfio *v, int group) {
-        for (size_t i = 0; i < topology_size(v->machine); i++) {
-                PciDevice *d = topology_at(v->machine, i);
-                if (d->info.iommu_group == group && !driver_keeps_group_viable(d->info.driver))
+        for (PciDevice *d = topology_group_first(v->machine, group); d; d = d->group_next)
+                if (!driver_keeps_group_viable(d->info.driver))
                         return false;
-        }
         return true;
 }
 
@@ -394,13 +397,7 @@ static unsigned device_open_count(EmulatedVfio *v, const PciAddress *a) {
 }
 
 static bool device_alone_on_bus(EmulatedVfio *v, const PciDevice *d) {
-        for (size_t i = 0; i < topology_size(v->machine); i++) {
-                PciDevice *o = topology_at(v->machine, i);
-                if (o != d && o->info.address.domain == d->info.address.domain &&
-                    o->info.address.bus == d->info.address.bus)
-                        return false;
-        }
-        return true;
+        return topology_bus_size(v->machine, d->info.address.domain, d->info.address.bus) == 1;
 }
 
 /* vfio-pci's reset_works: a function reset the kernel can do now. "bus"
@@ -449,17 +446,78 @@ static int open_device_file(EmulatedVfio *v, const PciAddress *a, VfioFile *grou
         return f->fd;
 }
 
+/* N of /dev/vfio/devices/vfioN, or -1 for another path. */
+static ssize_t cdev_number(const char *path) {
+        const char *s = startswith(path, "/dev/vfio/devices/vfio");
+        unsigned long n;
+        char *end;
+
+        if (!s || *s < '0' || *s > '9')
+                return -1;
+        errno = 0;
+        n = strtoul(s, &end, 10);
+        if (errno != 0 || *end || n > INT_MAX)
+                return -1;
+        return (ssize_t) n;
+}
+
+/* Numbers the cache keeps (the largest machine is 65,536 functions): a
+ * machine file's vfio-dev number of a billion costs a scan, not memory. */
+#define CDEV_CACHE_MAX (1 << 17)
+
+static void cdev_remember(EmulatedVfio *v, const char *path, const PciAddress *a) {
+        ssize_t n = cdev_number(path);
+        if (n < 0 || n >= CDEV_CACHE_MAX)
+                return;
+        if ((size_t) n >= v->n_cdev) {
+                size_t want = (size_t) n + 1 > 2 * v->n_cdev ? (size_t) n + 1 : 2 * v->n_cdev;
+                if (want > CDEV_CACHE_MAX)
+                        want = CDEV_CACHE_MAX;
+                PciAddress *na = reallocarray(v->cdev_address, want, sizeof(PciAddress));
+                if (!na)
+                        return; /* only a cache: the next open() scans again */
+                v->cdev_address = na;
+                bool *nk = reallocarray(v->cdev_known, want, sizeof(bool));
+                if (!nk)
+                        return;
+                v->cdev_known = nk;
+                memset(v->cdev_known + v->n_cdev, 0, (want - v->n_cdev) * sizeof(bool));
+                v->n_cdev = want;
+        }
+        v->cdev_address[n] = *a;
+        v->cdev_known[n] = true;
+}
+
+static PciDevice *cdev_device(EmulatedVfio *v, const char *path) {
+        ssize_t n = cdev_number(path);
+        if (n >= 0 && (size_t) n < v->n_cdev && v->cdev_known[n]) {
+                PciDevice *d = machine_device(v, &v->cdev_address[n]);
+                if (d && streq_ptr(d->info.cdev_path, path) && driver_is_vfio(d->info.driver))
+                        return d;
+        }
+        /* Not seen yet, or moved by a bind since: learn every device's
+         * number from the machine, once until the next such change. */
+        PciDevice *found = NULL;
+        for (size_t i = 0; i < topology_size(v->machine); i++) {
+                PciDevice *d = topology_at(v->machine, i);
+                if (!d->info.cdev_path || !driver_is_vfio(d->info.driver))
+                        continue;
+                cdev_remember(v, d->info.cdev_path, &d->info.address);
+                if (!found && streq(d->info.cdev_path, path))
+                        found = d;
+        }
+        return found;
+}
+
 static int open_cdev(EmulatedVfio *v, const char *path) {
         if (!v->cdev)
                 return -ENOENT;
-        for (size_t i = 0; i < topology_size(v->machine); i++) {
-                PciDevice *d = topology_at(v->machine, i);
-                /* A second open() of a cdev, bound or not, is a new open
-                 * file (measured: it opens; BIND on it is EINVAL). */
-                if (streq_ptr(d->info.cdev_path, path) && driver_is_vfio(d->info.driver))
-                        return open_device_file(v, &d->info.address, NULL);
-        }
-        return -ENOENT;
+        /* A second open() of a cdev, bound or not, is a new open file
+         * (measured: it opens; BIND on it is EINVAL). */
+        PciDevice *d = cdev_device(v, path);
+        if (!d)
+                return -ENOENT;
+        return open_device_file(v, &d->info.address, NULL);
 }
 
 static int parse_group_number(const char *s, int *ret) {
@@ -1444,6 +1502,8 @@ EmulatedVfio *emulated_vfio_free(EmulatedVfio *v) {
         }
         free(v->files);
         free(v->counters);
+        free(v->cdev_address);
+        free(v->cdev_known);
         pthread_cond_destroy(&v->reset_done);
         pthread_mutex_destroy(&v->lock);
         free(v);

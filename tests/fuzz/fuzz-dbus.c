@@ -65,10 +65,6 @@ static inline const char *strna(const char *s) {
         return s ?: "n/a";
 }
 
-static inline bool startswith(const char *s, const char *prefix) {
-        return strncmp(s, prefix, strlen(prefix)) == 0;
-}
-
 /* ---- the input ----------------------------------------------------------- */
 
 typedef struct Input {

@@ -370,6 +370,69 @@ TEST(test_open_cdev_model) {
         fixture_done(&f);
 }
 
+/* Gives address the cdev path `path` (NULL: none), as a bind or an
+ * unbind would. */
+static void set_cdev(Topology *t, const char *address, const char *path) {
+        PciAddress a = addr(address);
+        PciDevice *d = topology_get(t, &a);
+        PciDeviceInfo i;
+
+        ASSERT_TRUE(d);
+        ASSERT_INT_EQ(pci_device_info_copy(&i, &d->info), 0);
+        free(i.cdev_path);
+        i.cdev_path = path ? strdup(path) : NULL;
+        ASSERT_TRUE(topology_put(t, &i, NULL) >= 0);
+        pci_device_info_done(&i);
+}
+
+static void assert_opens(Fixture *f, const char *path, const char *address) {
+        char link[64], target[256], want[128];
+        int fd = emulated_vfio_open(f->v, path, O_RDWR);
+        ASSERT_TRUE(fd >= 0);
+        snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+        ssize_t n = readlink(link, target, sizeof target - 1);
+        ASSERT_TRUE(n > 0);
+        target[n] = 0;
+        snprintf(want, sizeof want, "vfio-dev:%s", address);
+        ASSERT_CONTAINS(target, want);
+        ASSERT_INT_EQ(emulated_vfio_close(f->v, fd), 0);
+}
+
+/* The kernel hands a freed vfio-dev number to the next device bound: an
+ * open() of the path opens the device that has it now, whatever an
+ * earlier open() of it found (the daemon remembers where each number was,
+ * and checks it on every open). */
+TEST(test_cdev_number_reused) {
+        Fixture f = fixture(true);
+
+        set_cdev(f.t, "0000:03:00.0", "/dev/vfio/devices/vfio7");
+        set_cdev(f.t, "0000:04:00.0", "/dev/vfio/devices/vfio8");
+        assert_opens(&f, "/dev/vfio/devices/vfio7", "0000:03:00.0");
+        assert_opens(&f, "/dev/vfio/devices/vfio8", "0000:04:00.0");
+        /* 03:00.0 unbound: its number is free ... */
+        set_driver(f.t, "0000:03:00.0", NULL);
+        ASSERT_INT_EQ(emulated_vfio_open(f.v, "/dev/vfio/devices/vfio7", O_RDWR), -ENOENT);
+        /* ... and 05:00.0 gets it. */
+        set_cdev(f.t, "0000:05:00.0", "/dev/vfio/devices/vfio7");
+        assert_opens(&f, "/dev/vfio/devices/vfio7", "0000:05:00.0");
+        /* Numbers far apart, and the same path opened again. */
+        set_cdev(f.t, "0000:06:00.0", "/dev/vfio/devices/vfio4000");
+        assert_opens(&f, "/dev/vfio/devices/vfio4000", "0000:06:00.0");
+        assert_opens(&f, "/dev/vfio/devices/vfio7", "0000:05:00.0");
+        /* A number beyond the cache: found all the same. */
+        set_cdev(f.t, "0000:07:00.1", "/dev/vfio/devices/vfio2000000000");
+        assert_opens(&f, "/dev/vfio/devices/vfio2000000000", "0000:07:00.1");
+        assert_opens(&f, "/dev/vfio/devices/vfio2000000000", "0000:07:00.1");
+        /* Not a number, or not bound to vfio: nothing. */
+        ASSERT_INT_EQ(emulated_vfio_open(f.v, "/dev/vfio/devices/vfio7x", O_RDWR), -ENOENT);
+        ASSERT_INT_EQ(emulated_vfio_open(f.v, "/dev/vfio/devices/vfio-1", O_RDWR), -ENOENT);
+        set_cdev(f.t, "0000:07:00.0", "/dev/vfio/devices/vfio9");
+        set_driver(f.t, "0000:08:00.0", "e1000e");
+        set_cdev(f.t, "0000:08:00.0", "/dev/vfio/devices/vfio10");
+        ASSERT_INT_EQ(emulated_vfio_open(f.v, "/dev/vfio/devices/vfio10", O_RDWR), -ENOENT);
+        fixture_done(&f);
+}
+
 TEST(test_open_legacy_model) {
         Fixture f = fixture(false);
 
@@ -1572,6 +1635,7 @@ TEST(test_adopt_distrusts_content) {
 
 int main(void) {
         RUN(test_open_cdev_model);
+        RUN(test_cdev_number_reused);
         RUN(test_open_legacy_model);
         RUN(test_iommufd_objects);
         RUN(test_cdev_before_bind);

@@ -334,6 +334,28 @@ TEST(test_order) {
         ASSERT_TRUE(!topology_get(t, &a));
 }
 
+/* How many devices share a bus: neighbours in the table, found by
+ * search, at the edges of the key space too. */
+TEST(test_bus_size) {
+        _cleanup_(topology_freep) Topology *t = topology_new(NULL);
+        static const char *const devices[] = {
+                "0000:00:00.0", "0000:00:1f.7", "0000:01:00.0", "0000:01:00.1", "0000:01:1f.0",
+                "0000:ff:00.0", "0001:00:00.0", "ffff:ff:00.0", "ffff:ff:1f.7",
+        };
+        for (size_t i = 0; i < ELEMENTSOF(devices); i++)
+                put_endpoint(t, devices[i], NULL, -1);
+        ASSERT_INT_EQ(topology_bus_size(t, 0, 0), 2);
+        ASSERT_INT_EQ(topology_bus_size(t, 0, 1), 3);
+        ASSERT_INT_EQ(topology_bus_size(t, 0, 2), 0);
+        ASSERT_INT_EQ(topology_bus_size(t, 0, 0xff), 1);
+        ASSERT_INT_EQ(topology_bus_size(t, 1, 0), 1);
+        ASSERT_INT_EQ(topology_bus_size(t, 0xffff, 0xff), 2);
+        ASSERT_INT_EQ(topology_bus_size(t, 0xffff, 0xfe), 0);
+        PciAddress a = addr("0000:01:00.1");
+        ASSERT_INT_EQ(topology_remove(t, &a), 0);
+        ASSERT_INT_EQ(topology_bus_size(t, 0, 1), 2);
+}
+
 TEST(test_scope_strings) {
         ASSERT_STR_EQ(reset_scope_to_string(RESET_SCOPE_NONE), "none");
         ASSERT_STR_EQ(reset_scope_to_string(RESET_SCOPE_SLOT), "slot");
@@ -951,6 +973,7 @@ int main(void) {
         RUN(test_replace_keeps_userdata);
         RUN(test_remove_frees_userdata);
         RUN(test_order);
+        RUN(test_bus_size);
         RUN(test_scope_strings);
         RUN(test_root_bus);
         RUN(test_multifunction_bus_scope);
