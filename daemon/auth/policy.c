@@ -651,6 +651,11 @@ static void bucket_refill(Bucket *b, unsigned burst, unsigned per_minute, uint64
         b->per_minute = per_minute;
 }
 
+/* How long until an empty bucket has a token again. */
+static uint64_t until_token(const Bucket *b, unsigned per_minute) {
+        return (uint64_t) ((1.0 - b->tokens) * 60e6 / per_minute) + 1;
+}
+
 static Bucket *bucket_find(RateLimiter *l, const char *key) {
         for (size_t i = 0; i < l->n; i++)
                 if (streq(l->buckets[i].key, key))
@@ -688,11 +693,14 @@ bool rate_limiter_check(RateLimiter *l, const char *key, unsigned burst, unsigne
         if (b->tokens >= 1.0)
                 return true;
         if (ret_wait_usec)
-                *ret_wait_usec = (uint64_t) ((1.0 - b->tokens) * 60e6 / per_minute) + 1;
+                *ret_wait_usec = until_token(b, per_minute);
         return false;
 }
 
+/* The key's bucket, made full when there was none. NULL: out of memory. */
 static Bucket *bucket_get(RateLimiter *l, const char *key, unsigned burst, unsigned per_minute, uint64_t now) {
+        if (burst == 0)
+                burst = 1;
         prune(l, now);
         Bucket *b = bucket_find(l, key);
         if (!b) {
@@ -713,8 +721,6 @@ static Bucket *bucket_get(RateLimiter *l, const char *key, unsigned burst, unsig
 int rate_limiter_take(RateLimiter *l, const char *key, unsigned burst, unsigned per_minute, uint64_t now_usec) {
         if (per_minute == 0)
                 return 0;
-        if (burst == 0)
-                burst = 1;
         Bucket *b = bucket_get(l, key, burst, per_minute, now_usec);
         if (!b)
                 return -ENOMEM;
@@ -728,15 +734,13 @@ int rate_limiter_take_or_skip(RateLimiter *l, const char *key, unsigned burst, u
                 *ret_wait_usec = 0;
         if (per_minute == 0)
                 return 1;
-        if (burst == 0)
-                burst = 1;
         Bucket *b = bucket_get(l, key, burst, per_minute, now_usec);
         if (!b)
                 return -ENOMEM;
         if (b->tokens < 1.0) {
                 b->skipped++;
                 if (ret_wait_usec)
-                        *ret_wait_usec = (uint64_t) ((1.0 - b->tokens) * 60e6 / per_minute) + 1;
+                        *ret_wait_usec = until_token(b, per_minute);
                 return 0;
         }
         b->tokens -= 1.0;
