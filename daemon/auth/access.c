@@ -11,6 +11,7 @@
 #include "errors.h"
 #include "log.h"
 #include "manager.h"
+#include "refusal-log.h"
 #include "policy.h"
 #include "util.h"
 
@@ -71,6 +72,7 @@ int access_setup(Manager *m, const char *config_path) {
 
 void access_done(Manager *m) {
         auth_queries_free(m);
+        refusal_log_done(m);
         m->sighup_source = sd_event_source_disable_unref(m->sighup_source);
         m->policy = policy_free(m->policy);
         m->limiter = rate_limiter_free(m->limiter);
@@ -310,7 +312,7 @@ int access_check_devices(Manager *m, const PciDevice *d, bool whole_scope, const
                         return r;
                 if (r == 0)
                         continue;
-                log_notice("Refused %s of %s: %s.", verb, addr, reason);
+                log_debug("Refused %s of %s: %s.", verb, addr, reason);
                 return sd_bus_error_setf(error, BUS_ERROR_POLICY_DENIED,
                                          "Refused %s of %s: %s%s. The daemon lists such a device but never attaches "
                                          "or resets it; an administrator can change that in the policy file.",
@@ -323,7 +325,7 @@ int access_check_devices(Manager *m, const PciDevice *d, bool whole_scope, const
 int access_check_unleased(Manager *m, sd_bus_error *error) {
         if (m->policy->unleased_hot_reset)
                 return 0;
-        log_notice("Refused an unleased hot reset: %s.", strempty(m->policy->unleased_origin));
+        log_debug("Refused an unleased hot reset: %s.", strempty(m->policy->unleased_origin));
         return sd_bus_error_setf(error, BUS_ERROR_POLICY_DENIED,
                                  "Unleased hot resets are disabled by policy (%s); attach the devices to a context "
                                  "(Manager.CreateContext, Context.AttachDevice) and use Context.HotReset.",
@@ -349,8 +351,8 @@ int access_check_context_limit(Manager *m, uid_t uid, sd_bus_error *error) {
         if (n < limit)
                 return 0;
         _cleanup_free_ char *what = policy_describe_limit(m->policy, POLICY_LIMIT_CONTEXTS_PER_USER);
-        log_notice("Rate limit: refused a new context to uid %u: it holds %zu (%s).", (unsigned) uid, n,
-                   strempty(what));
+        log_debug("Rate limit: refused a new context to uid %u: it holds %zu (%s).", (unsigned) uid, n,
+                  strempty(what));
         return sd_bus_error_setf(error, BUS_ERROR_RATE_LIMITED,
                                  "Refused create-context: uid %u holds %zu contexts, the most the policy allows "
                                  "(%s); retry once one of them is released (Context.Release).",
@@ -364,8 +366,8 @@ int access_check_device_limit(Context *c, sd_bus_error *error) {
         if (limit == 0 || c->n_devices < limit)
                 return 0;
         _cleanup_free_ char *what = policy_describe_limit(m->policy, POLICY_LIMIT_DEVICES_PER_CONTEXT);
-        log_notice("Rate limit: refused an attach to %s (uid %u): it holds %zu devices (%s).", c->path,
-                   (unsigned) c->owner_uid, c->n_devices, strempty(what));
+        log_debug("Rate limit: refused an attach to %s (uid %u): it holds %zu devices (%s).", c->path,
+                  (unsigned) c->owner_uid, c->n_devices, strempty(what));
         return sd_bus_error_setf(error, BUS_ERROR_RATE_LIMITED,
                                  "Refused attach: %s holds %zu devices, the most the policy allows (%s); retry "
                                  "after detaching one (DetachDevice) or use another context.",
@@ -423,8 +425,8 @@ int access_check_reset_limits(Manager *m, uid_t uid, const PciDevice *d, bool wh
 
         /* Rounded up to a tenth of a second: retrying at the time given works. */
         uint64_t tenths = (wait + 99999) / 100000;
-        log_notice("Rate limit: refused %s of %s to uid %u: %s; retry in %" PRIu64 ".%" PRIu64 " s.", verb, addr,
-                   (unsigned) uid, limit, tenths / 10, tenths % 10);
+        log_debug("Rate limit: refused %s of %s to uid %u: %s; retry in %" PRIu64 ".%" PRIu64 " s.", verb, addr,
+                  (unsigned) uid, limit, tenths / 10, tenths % 10);
         return sd_bus_error_setf(error, BUS_ERROR_RATE_LIMITED,
                                  "Refused %s of %s: %s; retry in %" PRIu64 ".%" PRIu64 " s.", verb, addr, limit,
                                  tenths / 10, tenths % 10);

@@ -174,9 +174,9 @@ static int read_answer(AuthQuery *q, sd_bus_message *reply) {
                 log_debug("polkit authorizes %s (%s) for uid %u.", q->what, q->action, (unsigned) q->uid);
                 q->verdict = AUTH_AUTHORIZED;
         } else if (challenge && !q->interactive) {
-                log_notice("Refused %s to uid %u: polkit wants authentication for %s and the call does not allow "
-                           "interactive authorization.",
-                           q->what, (unsigned) q->uid, q->action);
+                log_debug("Refused %s to uid %u: polkit wants authentication for %s and the call does not allow "
+                          "interactive authorization.",
+                          q->what, (unsigned) q->uid, q->action);
                 q->verdict = AUTH_FAILED;
                 (void) sd_bus_error_setf(&q->error, SD_BUS_ERROR_INTERACTIVE_AUTHORIZATION_REQUIRED,
                                          "Authentication is required for %s (polkit action %s): call again allowing "
@@ -185,8 +185,8 @@ static int read_answer(AuthQuery *q, sd_bus_message *reply) {
                                          q->what, q->action);
                 return 0;
         } else {
-                log_notice("Refused %s to uid %u: polkit does not authorize %s.", q->what, (unsigned) q->uid,
-                           q->action);
+                log_debug("Refused %s to uid %u: polkit does not authorize %s.", q->what, (unsigned) q->uid,
+                          q->action);
                 q->verdict = AUTH_DENIED;
         }
         return 0;

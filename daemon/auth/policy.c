@@ -729,11 +729,20 @@ int rate_limiter_take(RateLimiter *l, const char *key, unsigned burst, unsigned 
 }
 
 int rate_limiter_take_or_skip(RateLimiter *l, const char *key, unsigned burst, unsigned per_minute,
-                              uint64_t now_usec, uint64_t *ret_wait_usec) {
+                              uint64_t now_usec, uint64_t *ret_skipped, uint64_t *ret_wait_usec) {
+        if (ret_skipped)
+                *ret_skipped = 0;
         if (ret_wait_usec)
                 *ret_wait_usec = 0;
-        if (per_minute == 0)
+        if (per_minute == 0) {
+                /* No limit (any more): what was counted is handed over. */
+                Bucket *b = bucket_find(l, key);
+                if (b && ret_skipped) {
+                        *ret_skipped = b->skipped;
+                        b->skipped = 0;
+                }
                 return 1;
+        }
         Bucket *b = bucket_get(l, key, burst, per_minute, now_usec);
         if (!b)
                 return -ENOMEM;
@@ -744,20 +753,37 @@ int rate_limiter_take_or_skip(RateLimiter *l, const char *key, unsigned burst, u
                 return 0;
         }
         b->tokens -= 1.0;
+        if (ret_skipped) {
+                *ret_skipped = b->skipped;
+                b->skipped = 0;
+        }
         return 1;
 }
 
-size_t rate_limiter_flush_skipped(RateLimiter *l, void (*fn)(const char *key, uint64_t skipped, void *userdata),
-                                  void *userdata) {
-        size_t n = 0;
+size_t rate_limiter_flush_skipped(RateLimiter *l, uint64_t now_usec, bool force, RateLimiterSkippedFn fn,
+                                  void *userdata, uint64_t *ret_wait_usec) {
+        uint64_t wait = UINT64_MAX;
+        size_t left = 0;
+
         for (size_t i = 0; i < l->n; i++) {
                 Bucket *b = &l->buckets[i];
                 if (b->skipped == 0)
                         continue;
+                if (b->per_minute > 0)
+                        bucket_refill(b, b->burst, b->per_minute, now_usec);
+                if (!force && b->per_minute > 0 && b->tokens < 1.0) {
+                        uint64_t w = until_token(b, b->per_minute);
+                        wait = w < wait ? w : wait;
+                        left++;
+                        continue;
+                }
+                if (b->tokens >= 1.0)
+                        b->tokens -= 1.0;
                 uint64_t skipped = b->skipped;
                 b->skipped = 0;
-                fn(b->key, skipped, userdata);
-                n++;
+                fn(b->key, skipped, b->per_minute, userdata);
         }
-        return n;
+        if (ret_wait_usec)
+                *ret_wait_usec = left > 0 ? wait : 0;
+        return left;
 }

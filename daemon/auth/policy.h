@@ -113,16 +113,21 @@ bool rate_limiter_check(RateLimiter *l, const char *key, unsigned burst, unsigne
 /* Takes a token (the bucket may go negative only if the caller did not
  * check first). Returns -ENOMEM on allocation failure. */
 int rate_limiter_take(RateLimiter *l, const char *key, unsigned burst, unsigned per_minute, uint64_t now_usec);
-/* For what is only logged: takes a token when there is one and returns 1;
- * otherwise counts the action as skipped (see rate_limiter_flush_skipped())
- * and returns 0; *ret_wait_usec (optional) is how long until the key has a
- * token again. -ENOMEM on allocation failure. */
+/* For what is only logged. Takes a token when there is one and returns 1,
+ * with *ret_skipped the actions skipped since the key last had one (the
+ * count is zeroed); otherwise counts the action as skipped and returns 0,
+ * with *ret_wait_usec how long until the key has a token again. -ENOMEM on
+ * allocation failure. */
 int rate_limiter_take_or_skip(RateLimiter *l, const char *key, unsigned burst, unsigned per_minute,
-                              uint64_t now_usec, uint64_t *ret_wait_usec);
-/* Hands each key's count of skipped actions to fn, zeroes it; returns how
- * many keys had one. */
-size_t rate_limiter_flush_skipped(RateLimiter *l, void (*fn)(const char *key, uint64_t skipped, void *userdata),
-                                  void *userdata);
+                              uint64_t now_usec, uint64_t *ret_skipped, uint64_t *ret_wait_usec);
+/* Every key with skipped actions that has a token now (or every one, with
+ * force) spends a token on handing its count to fn (with the per-minute
+ * rate it was counted under), and the count is zeroed. Returns the keys
+ * still holding a count, and in *ret_wait_usec (optional) how long until
+ * the first of them has a token. */
+typedef void (*RateLimiterSkippedFn)(const char *key, uint64_t skipped, unsigned per_minute, void *userdata);
+size_t rate_limiter_flush_skipped(RateLimiter *l, uint64_t now_usec, bool force, RateLimiterSkippedFn fn,
+                                  void *userdata, uint64_t *ret_wait_usec);
 /* Number of buckets kept (full buckets with nothing skipped are dropped),
  * for the tests. */
 size_t rate_limiter_size(RateLimiter *l);

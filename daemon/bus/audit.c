@@ -8,7 +8,7 @@
 #include "audit.h"
 #include "auth.h"
 #include "log.h"
-#include "policy.h"
+#include "refusal-log.h"
 #include "reset-job.h"
 #include "util.h"
 
@@ -73,78 +73,6 @@ static void caller_read(sd_bus_message *msg, Caller *ret) {
         snprintf(ret->machine, sizeof ret->machine, "%s", strempty(machine));
 }
 
-static unsigned refusal_rate(Manager *m) {
-        return m->policy ? m->policy->limits[POLICY_LIMIT_LOGGED_REFUSALS_PER_USER] : 0;
-}
-
-static void log_not_logged(const char *key, uint64_t skipped, void *userdata) {
-        Manager *m = userdata;
-        char f[2][FIELD_MAX];
-        const char *fields[3] = { f[0], f[1], NULL };
-        const char *uid = key + strlen("uid:"); /* the keys of refusal_logged() */
-
-        snprintf(f[0], FIELD_MAX, "HOTRESETD_CALLER_UID=%s", uid);
-        snprintf(f[1], FIELD_MAX, "HOTRESETD_NOT_LOGGED=%" PRIu64, skipped);
-        log_struct(LOG_NOTICE, LOG_MESSAGE_ID_REFUSALS_NOT_LOGGED, fields,
-                   "%" PRIu64 " more refused calls by uid %s were not logged (LoggedRefusalsPerUserPerMinute=%u).",
-                   skipped, uid, refusal_rate(m));
-}
-
-static int on_audit_flush(sd_event_source *s, uint64_t usec, void *userdata) {
-        Manager *m = userdata;
-        (void) rate_limiter_flush_skipped(m->audit_limiter, log_not_logged, m);
-        return 0;
-}
-
-/* Whether a refusal by uid goes to the journal. One that does not is
- * counted, and a timer reports the counts when the first such user's
- * budget has room again: one report per user at most per interval of one
- * token, so the reports cannot flood either. */
-static bool refusal_logged(Manager *m, uid_t uid) {
-        unsigned rate = refusal_rate(m);
-        char key[32];
-        uint64_t wait = 0, now;
-        int r;
-
-        if (rate == 0 || uid == 0)
-                return true;
-        if (!m->audit_limiter) {
-                m->audit_limiter = rate_limiter_new();
-                if (!m->audit_limiter)
-                        return true;
-        }
-        if (uid == (uid_t) -1)
-                snprintf(key, sizeof key, "uid:unknown");
-        else
-                snprintf(key, sizeof key, "uid:%u", (unsigned) uid);
-        if (sd_event_now(m->event, CLOCK_MONOTONIC, &now) < 0)
-                return true;
-        r = rate_limiter_take_or_skip(m->audit_limiter, key, rate, rate, now, &wait);
-        if (r != 0)
-                return true; /* taken, or out of memory: logged */
-        if (m->audit_flush_source) {
-                int enabled = SD_EVENT_OFF;
-                (void) sd_event_source_get_enabled(m->audit_flush_source, &enabled);
-                if (enabled != SD_EVENT_OFF)
-                        return false; /* a report is due already */
-                r = sd_event_source_set_time(m->audit_flush_source, now + wait);
-                if (r >= 0)
-                        r = sd_event_source_set_enabled(m->audit_flush_source, SD_EVENT_ONESHOT);
-        } else
-                r = sd_event_add_time(m->event, &m->audit_flush_source, CLOCK_MONOTONIC, now + wait, 0,
-                                      on_audit_flush, m);
-        if (r < 0)
-                log_warning_errno(r, "Failed to schedule the report of refusals not logged: %m");
-        return false;
-}
-
-void audit_done(Manager *m) {
-        if (m->audit_limiter)
-                (void) rate_limiter_flush_skipped(m->audit_limiter, log_not_logged, m);
-        m->audit_flush_source = sd_event_source_disable_unref(m->audit_flush_source);
-        m->audit_limiter = rate_limiter_free(m->audit_limiter);
-}
-
 static void audit_log(sd_bus_message *msg, Manager *m, const char *context, const Caller *who, int r,
                       const sd_bus_error *error) {
         const char *member = strempty(sd_bus_message_get_member(msg)), *sender = sd_bus_message_get_sender(msg);
@@ -157,8 +85,8 @@ static void audit_log(sd_bus_message *msg, Manager *m, const char *context, cons
         uid_t uid = who->uid;
         pid_t pid = who->pid;
         bool refused = r < 0 || sd_bus_error_is_set(error);
-        if (refused && !refusal_logged(m, uid))
-                return;
+        if (refused && !refusal_log_allowed(m, uid))
+                return; /* counted: refusal-log.c logs the count */
         bool has_device = call_device(msg, device);
 
         if (!refused && streq(member, "CreateContext")) {

@@ -5,10 +5,8 @@
  * the bus vouches for them; command and unit from /proc) and the result.
  * A call that waits for polkit is logged when it comes back with the
  * answer; a hot reset is logged by its job when the kernel is done.
- * Refusals of one user (root excepted) beyond LoggedRefusalsPerUserPerMinute=
- * are counted instead, and the count is logged once the user's budget has
- * room again: a caller cannot flood the journal, and journald's rate limit
- * for the service then never swallows anyone else's entries. */
+ * Refusals of one user beyond LoggedRefusalsPerUserPerMinute= are counted
+ * instead (refusal-log.h). */
 #pragma once
 
 #include <systemd/sd-bus.h>
@@ -17,8 +15,6 @@
 
 int audit_call(sd_bus_message *msg, Manager *m, Context *c, sd_bus_message_handler_t handler, void *userdata,
                sd_bus_error *error);
-/* Reports the refusals not logged yet, and frees the audit's state. */
-void audit_done(Manager *m);
 
 /* A handler of the Manager's vtable (userdata: the Manager), audited. */
 #define AUDITED_MANAGER_METHOD(handler)                                                            \

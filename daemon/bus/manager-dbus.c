@@ -20,6 +20,7 @@
 #include "manager-dbus.h"
 #include "policy.h"
 #include "read-queue.h"
+#include "refusal-log.h"
 #include "util.h"
 
 /* Objects published per pass of the event loop; between passes the bus is
@@ -623,9 +624,12 @@ static int filter_managed_objects(sd_bus_message *msg, void *userdata, sd_bus_er
         if (size <= REPLY_SIZE_MAX)
                 return 0;
 
-        log_notice("Refused GetManagedObjects to %s: the answer would be up to %" PRIu64 " MiB, over the %u MiB a "
-                   "message may have on the bus.",
-                   strempty(sd_bus_message_get_sender(msg)), size >> 20, REPLY_SIZE_MAX >> 20);
+        uid_t uid = (uid_t) -1;
+        (void) access_caller_uid(msg, &uid);
+        log_full(refusal_log_allowed(m, uid) ? LOG_NOTICE : LOG_DEBUG,
+                 "Refused GetManagedObjects to %s: the answer would be up to %" PRIu64 " MiB, over the %u MiB a "
+                 "message may have on the bus.",
+                 strempty(sd_bus_message_get_sender(msg)), size >> 20, REPLY_SIZE_MAX >> 20);
         (void) sd_bus_reply_method_errorf(msg, SD_BUS_ERROR_LIMITS_EXCEEDED,
                                           "GetManagedObjects would answer up to %" PRIu64 " MiB for %zu devices, "
                                           "over the %u MiB a D-Bus message may have. List the devices with "
@@ -643,7 +647,6 @@ static void bus_teardown(Manager *m) {
         /* The leases were released and announced; nothing more is said. */
         device_objects_free(m);
         domain_objects_free(m);
-        audit_done(m);
         m->hooks = (ManagerHooks) {};
         m->hooks_userdata = NULL;
         if (b) {
@@ -713,7 +716,7 @@ int manager_connect_bus(Manager *m) {
 
         /* Filters run newest first: the size guard refuses before a call
          * waits its turn for nothing. */
-        r = read_queue_new(m->bus, m->event, &b->reads);
+        r = read_queue_new(m, &b->reads);
         if (r < 0)
                 return log_error_errno(r, "Failed to set up fair dispatch of costly reads: %m");
         r = sd_bus_add_filter(m->bus, NULL, filter_managed_objects, m);

@@ -4,11 +4,13 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "access.h"
 #include "device-dbus.h"
 #include "domain-dbus.h"
 #include "log.h"
 #include "manager-dbus.h"
 #include "read-queue.h"
+#include "refusal-log.h"
 #include "util.h"
 
 #define RETRY_USEC 1000
@@ -27,6 +29,7 @@ typedef struct Sender {
 } Sender;
 
 struct ReadQueue {
+        Manager *manager;
         sd_bus *bus;
         sd_bus_slot *filter;
         sd_event_source *release_source;
@@ -163,8 +166,11 @@ static int filter(sd_bus_message *m, void *userdata, sd_bus_error *error) {
                 return 0; /* not from the bus: nothing to be fair between */
         Sender *s = sender_find(q, name);
         if (s && s->n >= READ_QUEUE_PER_SENDER_MAX) {
-                log_notice("Refused %s from %s: %zu of its reads are waiting already.", sd_bus_message_get_member(m),
-                           name, s->n);
+                uid_t uid = (uid_t) -1;
+                (void) access_caller_uid(m, &uid);
+                log_full(refusal_log_allowed(q->manager, uid) ? LOG_NOTICE : LOG_DEBUG,
+                         "Refused %s from %s: %zu of its reads are waiting already.", sd_bus_message_get_member(m),
+                         name, s->n);
                 (void) sd_bus_reply_method_errorf(m, SD_BUS_ERROR_LIMITS_EXCEEDED,
                                                   "%zu of your calls of this kind (GetManagedObjects, ListDevices, "
                                                   "Introspect) are waiting already; at most %u may wait. Wait for "
@@ -197,13 +203,15 @@ static int filter(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         return 1; /* answered when its turn comes */
 }
 
-int read_queue_new(sd_bus *bus, sd_event *event, ReadQueue **ret) {
+int read_queue_new(Manager *manager, ReadQueue **ret) {
         ReadQueue *q = calloc(1, sizeof(ReadQueue));
+        sd_event *event = manager->event;
         int r;
 
         if (!q)
                 return -ENOMEM;
-        q->bus = bus;
+        q->manager = manager;
+        q->bus = manager->bus;
         r = sd_event_add_defer(event, &q->release_source, on_release, q);
         if (r >= 0)
                 r = sd_event_source_set_enabled(q->release_source, SD_EVENT_OFF);
@@ -224,7 +232,7 @@ int read_queue_new(sd_bus *bus, sd_event *event, ReadQueue **ret) {
         if (r >= 0)
                 r = sd_event_source_set_priority(q->trim_source, SD_EVENT_PRIORITY_IDLE);
         if (r >= 0)
-                r = sd_bus_add_filter(bus, &q->filter, filter, q);
+                r = sd_bus_add_filter(q->bus, &q->filter, filter, q);
         if (r < 0) {
                 read_queue_free(q);
                 return r;

@@ -11,11 +11,14 @@
 #include <systemd/sd-bus.h>
 #include <systemd/sd-event.h>
 
+#include "manager.h"
+
 typedef struct ReadQueue ReadQueue;
 
 /* How many costly reads one sender may have waiting; more are refused
  * with LimitsExceeded. */
 #define READ_QUEUE_PER_SENDER_MAX 32
 
-int read_queue_new(sd_bus *bus, sd_event *event, ReadQueue **ret);
+/* m: for the budget of refusals logged (refusal-log.h). */
+int read_queue_new(Manager *m, ReadQueue **ret);
 ReadQueue *read_queue_free(ReadQueue *q);

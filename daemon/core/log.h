@@ -32,6 +32,7 @@ int log_internal(int level, int error, const char *fmt, ...) _printf_(3, 4);
 #define log_debug(...) log_internal(LOG_DEBUG, 0, __VA_ARGS__)
 #define log_info(...) log_internal(LOG_INFO, 0, __VA_ARGS__)
 #define log_notice(...) log_internal(LOG_NOTICE, 0, __VA_ARGS__)
+#define log_full(level, ...) log_internal((level), 0, __VA_ARGS__)
 #define log_warning(...) log_internal(LOG_WARNING, 0, __VA_ARGS__)
 #define log_error(...) log_internal(LOG_ERR, 0, __VA_ARGS__)
 #define log_debug_errno(e, ...) log_internal(LOG_DEBUG, (e), __VA_ARGS__)

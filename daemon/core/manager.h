@@ -88,10 +88,10 @@ struct Manager {
         struct RateLimiter *limiter;
         sd_event_source *sighup_source;
 
-        /* The bus layer's audit log (audit.c): the refusals logged per
-         * user, and when the ones that were not are reported. */
-        struct RateLimiter *audit_limiter;
-        sd_event_source *audit_flush_source;
+        /* The refusals logged per user, and when the counts of those that
+         * were not are reported (refusal-log.c). */
+        struct RateLimiter *refusal_limiter;
+        sd_event_source *refusal_report_source;
 
         /* Leases across restarts (lease-store.c); NULL: they end with the
          * daemon. */

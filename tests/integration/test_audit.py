@@ -163,39 +163,61 @@ class AuditTest(harness.HotresetdTestCase):
 
     def test_refusals_of_one_user_are_limited_and_counted(self):
         """A user who makes many refused calls gets LoggedRefusalsPerUserPerMinute=
-        of them into the journal; the rest are counted, and the count is
-        logged: nothing is lost, and the journal is not flooded."""
-        rate, calls = 20, 45
-        self.env.write_config(f'[Limits]\nLoggedRefusalsPerUserPerMinute={rate}\n')
+        lines into the journal: the first ones one by one, then counts of
+        those that were not logged (from the same budget, so the flood
+        costs the journal the budget and no more). Nothing is lost: the
+        lines and the counts add up to the calls."""
+        import time
+        rate = 20
+        self.env.write_config(f'[Limits]\nLoggedRefusalsPerUserPerMinute={rate}\n[Manager]\nUnleasedHotReset=no\n')
         self.busctl(ROOT_PATH, MANAGER_IFACE, 'Reload')
-        out = self.busctl(ROOT_PATH, MANAGER_IFACE, 'CreateContext', 'a{sv}', 1, 'Persistent', 'b', 'true')
-        ctx = __import__('json').loads(out.stdout)['data'][0]
         user = harness.ensure_user('hrd-audit-flood')
         uid = str(user[0])
         self.env.allow_other_users()
-        # Refused without polkit: the context is not the user's.
-        script = ' '.join(f'busctl --system call {BUS_NAME} {ctx} {CONTEXT_IFACE} AttachDevice sa{{sv}} {NVME} 0 '
-                          '2>/dev/null;' for _ in range(calls))
-        subprocess.run(harness.as_user(user, ['sh', '-c', script]), env=self.env.child_env(), timeout=120,
-                       stdout=subprocess.DEVNULL)
+
+        def flood(calls):
+            """Manager.HotReset, refused by the policy before polkit."""
+            script = ' '.join(f'busctl --system call {BUS_NAME} {ROOT_PATH} {MANAGER_IFACE} HotReset sa{{sv}} {GPU} 0 '
+                              '2>/dev/null;' for _ in range(calls))
+            subprocess.run(harness.as_user(user, ['sh', '-c', script]), env=self.env.child_env(), timeout=120,
+                           stdout=subprocess.DEVNULL)
 
         def logged():
-            return len(self.journal.find('auth-refused', HOTRESETD_CALLER_UID=uid))
+            return len(self.journal.find('reset-refused', HOTRESETD_CALLER_UID=uid))
 
-        def not_logged():
-            return sum(int(e['HOTRESETD_NOT_LOGGED']) for e in self.journal.find('not-logged', HOTRESETD_CALLER_UID=uid))
+        def counts():
+            return [int(e['HOTRESETD_NOT_LOGGED']) for e in self.journal.find('not-logged', HOTRESETD_CALLER_UID=uid)]
 
-        import time
-        deadline = time.monotonic() + 30 * harness.TIMEOUT_SCALE
-        while logged() + not_logged() < calls and time.monotonic() < deadline:
-            time.sleep(0.1)
-        self.assertEqual(logged() + not_logged(), calls)
-        # The burst, and at most the few tokens that came back meanwhile.
+        def wait_total(total):
+            deadline = time.monotonic() + 30 * harness.TIMEOUT_SCALE
+            while logged() + sum(counts()) < total and time.monotonic() < deadline:
+                time.sleep(0.1)
+            self.assertEqual(logged() + sum(counts()), total)
+
+        with self.journal.lock:
+            mark = len(self.journal.entries)
+        flood(45)
+        wait_total(45)
+        # The burst one by one, at most a few more as tokens came back.
         self.assertGreaterEqual(logged(), rate)
-        self.assertLess(logged(), calls)
+        self.assertLess(logged(), 45)
+        self.assertGreaterEqual(len(counts()), 1)
         e = self.journal.find('not-logged', HOTRESETD_CALLER_UID=uid)[0]
-        self.assertIn(f'by uid {uid} were not logged (LoggedRefusalsPerUserPerMinute={rate})', e['MESSAGE'])
+        self.assertIn(f'refused calls by uid {uid} were not logged one by one (over '
+                      f'LoggedRefusalsPerUserPerMinute={rate})', e['MESSAGE'])
         self.assertEqual(e['PRIORITY'], '5')
+        # No other notice per refused call: what reached the journal at
+        # notice level or above is the entries and the counts.
+        with self.journal.lock:
+            loud = [x for x in self.journal.entries[mark:] if int(x.get('PRIORITY', '7')) <= 5]
+        self.assertEqual(len(loud), logged() + len(counts()), loud[-3:])
+
+        # Later refusals are counted again, and reported again.
+        reports = len(counts())
+        flood(10)
+        wait_total(55)
+        self.assertGreater(len(counts()), reports)
+
         # Root is not limited: its refusals are all logged.
         before = len(self.journal.find('reset-refused', HOTRESETD_CALLER_UID='0'))
         for _ in range(rate + 5):
@@ -206,7 +228,6 @@ class AuditTest(harness.HotresetdTestCase):
             time.sleep(0.05)
         self.assertEqual(len(self.journal.find('reset-refused', HOTRESETD_CALLER_UID='0')), before + rate + 5)
         self.assertEqual(self.journal.find('not-logged', HOTRESETD_CALLER_UID='0'), [])
-
 
 if __name__ == '__main__':
     harness.main()

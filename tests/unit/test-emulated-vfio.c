@@ -419,6 +419,12 @@ TEST(test_cdev_number_reused) {
         set_cdev(f.t, "0000:06:00.0", "/dev/vfio/devices/vfio4000");
         assert_opens(&f, "/dev/vfio/devices/vfio4000", "0000:06:00.0");
         assert_opens(&f, "/dev/vfio/devices/vfio7", "0000:05:00.0");
+        /* The device remembered for a number, still on vfio-pci, under
+         * another number now: the old one opens nothing. */
+        set_cdev(f.t, "0000:05:00.0", "/dev/vfio/devices/vfio12");
+        ASSERT_INT_EQ(emulated_vfio_open(f.v, "/dev/vfio/devices/vfio7", O_RDWR), -ENOENT);
+        assert_opens(&f, "/dev/vfio/devices/vfio12", "0000:05:00.0");
+        set_cdev(f.t, "0000:05:00.0", "/dev/vfio/devices/vfio7");
         /* A number beyond the cache: found all the same. */
         set_cdev(f.t, "0000:07:00.1", "/dev/vfio/devices/vfio2000000000");
         assert_opens(&f, "/dev/vfio/devices/vfio2000000000", "0000:07:00.1");

@@ -369,51 +369,77 @@ TEST(test_rate_limiter) {
 typedef struct Skipped {
         char keys[4][32];
         uint64_t counts[4];
+        unsigned rates[4];
         size_t n;
 } Skipped;
 
-static void collect_skipped(const char *key, uint64_t skipped, void *userdata) {
+static void collect_skipped(const char *key, uint64_t skipped, unsigned per_minute, void *userdata) {
         Skipped *s = userdata;
         ASSERT_TRUE(s->n < 4);
         snprintf(s->keys[s->n], sizeof s->keys[s->n], "%s", key);
+        s->rates[s->n] = per_minute;
         s->counts[s->n++] = skipped;
 }
 
-/* What the audit log uses: take a token or count the action as skipped. */
+/* What the refusal log uses: take a token or count the action as skipped;
+ * the count comes back with the next token, or from a flush that spends
+ * one. */
 TEST(test_rate_limiter_skip) {
         RateLimiter *l = rate_limiter_new();
         const uint64_t s = 1000000, t = 5 * s;
-        uint64_t wait = 99;
+        uint64_t wait = 99, skipped = 99;
         Skipped got = {};
 
         ASSERT_TRUE(l);
         /* No limit: always taken, nothing kept. */
-        ASSERT_INT_EQ(rate_limiter_take_or_skip(l, "uid:1000", 0, 0, t, &wait), 1);
+        ASSERT_INT_EQ(rate_limiter_take_or_skip(l, "uid:1000", 0, 0, t, &skipped, &wait), 1);
         ASSERT_INT_EQ(wait, 0);
+        ASSERT_INT_EQ(skipped, 0);
         ASSERT_INT_EQ(rate_limiter_size(l), 0);
         /* 3 a minute: a burst of 3, then skipped and counted. */
         for (int i = 0; i < 3; i++)
-                ASSERT_INT_EQ(rate_limiter_take_or_skip(l, "uid:1000", 3, 3, t, NULL), 1);
+                ASSERT_INT_EQ(rate_limiter_take_or_skip(l, "uid:1000", 3, 3, t, NULL, NULL), 1);
         for (int i = 0; i < 5; i++)
-                ASSERT_INT_EQ(rate_limiter_take_or_skip(l, "uid:1000", 3, 3, t, &wait), 0);
+                ASSERT_INT_EQ(rate_limiter_take_or_skip(l, "uid:1000", 3, 3, t, NULL, &wait), 0);
         ASSERT_TRUE(wait > 19 * s && wait <= 20 * s + 1);
         /* Another key has its own budget. */
-        ASSERT_INT_EQ(rate_limiter_take_or_skip(l, "uid:1001", 3, 3, t, NULL), 1);
-        /* A token is back after 20 s; the skipped count stays until flushed,
-         * even once the bucket is full again (it is not pruned). */
-        ASSERT_INT_EQ(rate_limiter_take_or_skip(l, "uid:1000", 3, 3, t + 20 * s, NULL), 1);
+        ASSERT_INT_EQ(rate_limiter_take_or_skip(l, "uid:1001", 3, 3, t, &skipped, NULL), 1);
+        ASSERT_INT_EQ(skipped, 0);
+        /* Before the token is back, a flush reports nothing and says when. */
+        ASSERT_INT_EQ(rate_limiter_flush_skipped(l, t + 10 * s, false, collect_skipped, &got, &wait), 1);
+        ASSERT_INT_EQ(got.n, 0);
+        ASSERT_TRUE(wait > 9 * s && wait <= 10 * s + 1);
+        /* The next token brings the count back, and zeroes it. */
+        ASSERT_INT_EQ(rate_limiter_take_or_skip(l, "uid:1000", 3, 3, t + 20 * s, &skipped, NULL), 1);
+        ASSERT_INT_EQ(skipped, 5);
+        ASSERT_INT_EQ(rate_limiter_take_or_skip(l, "uid:1000", 3, 3, t + 20 * s, NULL, NULL), 0);
+        /* A flush spends a token on the count: none now, one 20 s later. */
+        ASSERT_INT_EQ(rate_limiter_flush_skipped(l, t + 21 * s, false, collect_skipped, &got, NULL), 1);
+        ASSERT_INT_EQ(got.n, 0);
+        /* The count is kept through pruning, even once the bucket is full. */
         ASSERT_INT_EQ(rate_limiter_take(l, "uid:1002", 1, 1, t + 600 * s), 0);
         ASSERT_INT_EQ(rate_limiter_size(l), 2); /* uid:1000 (skipped) and uid:1002; uid:1001 pruned */
-        ASSERT_INT_EQ(rate_limiter_flush_skipped(l, collect_skipped, &got), 1);
+        ASSERT_INT_EQ(rate_limiter_flush_skipped(l, t + 600 * s, false, collect_skipped, &got, &wait), 0);
+        ASSERT_INT_EQ(wait, 0);
         ASSERT_INT_EQ(got.n, 1);
         ASSERT_STR_EQ(got.keys[0], "uid:1000");
-        ASSERT_INT_EQ(got.counts[0], 5);
-        /* Flushed: nothing to report, and the full bucket goes. */
+        ASSERT_INT_EQ(got.counts[0], 1);
+        ASSERT_INT_EQ(got.rates[0], 3);
+        /* Forced (at shutdown): every count, token or not. */
+        for (int i = 0; i < 3; i++)
+                ASSERT_INT_EQ(rate_limiter_take_or_skip(l, "uid:1003", 1, 1, t + 600 * s, NULL, NULL), i == 0);
         got = (Skipped) {};
-        ASSERT_INT_EQ(rate_limiter_flush_skipped(l, collect_skipped, &got), 0);
+        ASSERT_INT_EQ(rate_limiter_flush_skipped(l, t + 600 * s, false, collect_skipped, &got, NULL), 1);
         ASSERT_INT_EQ(got.n, 0);
-        ASSERT_INT_EQ(rate_limiter_take(l, "uid:1002", 1, 1, t + 1200 * s), 0);
-        ASSERT_INT_EQ(rate_limiter_size(l), 1);
+        ASSERT_INT_EQ(rate_limiter_flush_skipped(l, t + 600 * s, true, collect_skipped, &got, NULL), 0);
+        ASSERT_INT_EQ(got.n, 1);
+        ASSERT_STR_EQ(got.keys[0], "uid:1003");
+        ASSERT_INT_EQ(got.counts[0], 2);
+        /* A limit lifted (0): the count still comes back with the next call. */
+        ASSERT_INT_EQ(rate_limiter_take_or_skip(l, "uid:1004", 1, 1, t, NULL, NULL), 1);
+        ASSERT_INT_EQ(rate_limiter_take_or_skip(l, "uid:1004", 1, 1, t, NULL, NULL), 0);
+        ASSERT_INT_EQ(rate_limiter_take_or_skip(l, "uid:1004", 0, 0, t, &skipped, NULL), 1);
+        ASSERT_INT_EQ(skipped, 1);
         rate_limiter_free(l);
 }
 
