@@ -66,8 +66,13 @@ bool refusal_log_allowed(Manager *m, uid_t uid) {
 
         if (uid == 0)
                 return true;
-        if (rate == 0 && !m->refusal_limiter)
+        if (rate == 0) {
+                /* No limit (a reload lifted it): what was counted is
+                 * reported now, under the rate it was counted under. */
+                if (m->refusal_limiter)
+                        refusal_log_done(m);
                 return true;
+        }
         if (!m->refusal_limiter) {
                 m->refusal_limiter = rate_limiter_new();
                 if (!m->refusal_limiter)

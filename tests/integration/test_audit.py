@@ -218,6 +218,17 @@ class AuditTest(harness.HotresetdTestCase):
         wait_total(55)
         self.assertGreater(len(counts()), reports)
 
+        # The limit lifted while refusals are counted: the count is still
+        # reported (under the rate it was counted under), and from then on
+        # every refusal is logged.
+        flood(25)
+        self.env.write_config('[Limits]\nLoggedRefusalsPerUserPerMinute=0\n[Manager]\nUnleasedHotReset=no\n')
+        self.busctl(ROOT_PATH, MANAGER_IFACE, 'Reload')
+        flood(3)
+        wait_total(83)
+        self.assertTrue(all(f'LoggedRefusalsPerUserPerMinute={rate})' in e['MESSAGE']
+                            for e in self.journal.find('not-logged', HOTRESETD_CALLER_UID=uid)))
+
         # Root is not limited: its refusals are all logged.
         before = len(self.journal.find('reset-refused', HOTRESETD_CALLER_UID='0'))
         for _ in range(rate + 5):
