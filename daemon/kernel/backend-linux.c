@@ -122,34 +122,6 @@ static bool path_exists(const char *p) {
         return access(p, F_OK) == 0;
 }
 
-/* Up to max - 1 bytes of a small text file (sysfs, /proc), NUL-terminated. */
-static int read_small_file(const char *path, size_t max, char **ret) {
-        _cleanup_close_ int fd = -1;
-        _cleanup_free_ char *buf = NULL;
-        size_t n = 0;
-
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-        if (fd < 0)
-                return -errno;
-        buf = malloc(max);
-        if (!buf)
-                return -ENOMEM;
-        while (n < max - 1) {
-                ssize_t k = read(fd, buf + n, max - 1 - n);
-                if (k < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                if (k == 0)
-                        break;
-                n += (size_t) k;
-        }
-        buf[n] = 0;
-        *ret = TAKE_PTR(buf);
-        return 0;
-}
-
 static bool sysfs_class_has_cdev(void) {
         _cleanup_(closedirp) DIR *d = opendir("/sys/class/vfio-dev");
         struct dirent *de;
@@ -180,7 +152,7 @@ void backend_linux_probe_uapi(LinuxUapiFacts *ret) {
                 .sysfs_cdev = sysfs_class_has_cdev(),
         };
         /* /proc/devices is a few hundred bytes. */
-        if (read_small_file("/proc/devices", 64 * 1024, &devices) >= 0)
+        if (read_file_full("/proc/devices", 64 * 1024, &devices, NULL) >= 0)
                 ret->cdev_major = proc_devices_has_char(devices, "vfio-dev");
 }
 
@@ -436,7 +408,7 @@ static bool read_slot_reset(const char *syspath, const char *name, uint16_t doma
                         continue;
                 if (!(p = strdupf(SYSFS_PCI_SLOTS "/%s/address", de->d_name)))
                         return false;
-                if (read_small_file(p, 64, &text) < 0 || sysfs_parse_bus_address(text, &dom, &bus, &dev) < 0)
+                if (read_file_full(p, 64, &text, NULL) < 0 || sysfs_parse_bus_address(text, &dom, &bus, &dev) < 0)
                         continue;
                 if (dom != domain || bus != secondary_bus)
                         continue;
