@@ -734,15 +734,8 @@ int rate_limiter_take_or_skip(RateLimiter *l, const char *key, unsigned burst, u
                 *ret_skipped = 0;
         if (ret_wait_usec)
                 *ret_wait_usec = 0;
-        if (per_minute == 0) {
-                /* No limit (any more): what was counted is handed over. */
-                Bucket *b = bucket_find(l, key);
-                if (b && ret_skipped) {
-                        *ret_skipped = b->skipped;
-                        b->skipped = 0;
-                }
+        if (per_minute == 0)
                 return 1;
-        }
         Bucket *b = bucket_get(l, key, burst, per_minute, now_usec);
         if (!b)
                 return -ENOMEM;

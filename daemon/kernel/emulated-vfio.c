@@ -105,6 +105,11 @@ typedef struct InFlight {
         struct InFlight *next;
 } InFlight;
 
+typedef struct CdevSeen {
+        PciAddress address;
+        bool known;
+} CdevSeen;
+
 struct EmulatedVfio {
         pthread_mutex_t lock;
         pthread_cond_t reset_done;
@@ -124,9 +129,8 @@ struct EmulatedVfio {
         /* Which device /dev/vfio/devices/vfioN was last seen on, by N: an
          * open() of a cdev costs the same on any size of machine. Checked
          * against the machine on every use (a bind may have moved it). */
-        PciAddress *cdev_address;
-        bool *cdev_known;
-        size_t n_cdev;
+        CdevSeen *cdevs;
+        size_t n_cdevs;
 };
 
 /* ---- files -------------------------------------------------------------- */
@@ -469,29 +473,24 @@ static void cdev_remember(EmulatedVfio *v, const char *path, const PciAddress *a
         ssize_t n = cdev_number(path);
         if (n < 0 || n >= CDEV_CACHE_MAX)
                 return;
-        if ((size_t) n >= v->n_cdev) {
-                size_t want = (size_t) n + 1 > 2 * v->n_cdev ? (size_t) n + 1 : 2 * v->n_cdev;
+        if ((size_t) n >= v->n_cdevs) {
+                size_t want = (size_t) n + 1 > 2 * v->n_cdevs ? (size_t) n + 1 : 2 * v->n_cdevs;
                 if (want > CDEV_CACHE_MAX)
                         want = CDEV_CACHE_MAX;
-                PciAddress *na = reallocarray(v->cdev_address, want, sizeof(PciAddress));
-                if (!na)
+                CdevSeen *nc = reallocarray(v->cdevs, want, sizeof(CdevSeen));
+                if (!nc)
                         return; /* only a cache: the next open() scans again */
-                v->cdev_address = na;
-                bool *nk = reallocarray(v->cdev_known, want, sizeof(bool));
-                if (!nk)
-                        return;
-                v->cdev_known = nk;
-                memset(v->cdev_known + v->n_cdev, 0, (want - v->n_cdev) * sizeof(bool));
-                v->n_cdev = want;
+                memset(nc + v->n_cdevs, 0, (want - v->n_cdevs) * sizeof(CdevSeen));
+                v->cdevs = nc;
+                v->n_cdevs = want;
         }
-        v->cdev_address[n] = *a;
-        v->cdev_known[n] = true;
+        v->cdevs[n] = (CdevSeen) { .address = *a, .known = true };
 }
 
 static PciDevice *cdev_device(EmulatedVfio *v, const char *path) {
         ssize_t n = cdev_number(path);
-        if (n >= 0 && (size_t) n < v->n_cdev && v->cdev_known[n]) {
-                PciDevice *d = machine_device(v, &v->cdev_address[n]);
+        if (n >= 0 && (size_t) n < v->n_cdevs && v->cdevs[n].known) {
+                PciDevice *d = machine_device(v, &v->cdevs[n].address);
                 if (d && streq_ptr(d->info.cdev_path, path) && driver_is_vfio(d->info.driver))
                         return d;
         }
@@ -1502,8 +1501,7 @@ EmulatedVfio *emulated_vfio_free(EmulatedVfio *v) {
         }
         free(v->files);
         free(v->counters);
-        free(v->cdev_address);
-        free(v->cdev_known);
+        free(v->cdevs);
         pthread_cond_destroy(&v->reset_done);
         pthread_mutex_destroy(&v->lock);
         free(v);

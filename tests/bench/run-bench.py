@@ -542,39 +542,14 @@ class Runner:
 
     def cpu_batch(self, s, kind, address, n):
         """One batch of n calls: (wall seconds, {process: CPU ticks})."""
-        cmd = [self.load_bin, 'batch', kind, f'--count={n}', f'--timeout={self.p.call_timeout * 20}']
-        if address:
-            cmd.append('--address=' + address)
-        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                env=s.env())
-        try:
-            if self.batch_state(proc, 120) != 'ready':
-                raise StepFailed(f'hotresetd-load batch {kind} did not start: '
-                                 + proc.stderr.read().decode(errors='replace').strip()[-400:], fatal=True)
-            s.quiesce(0.3, 120)
-            pids = {'daemon': s.pid, 'bus': s.bus.proc.pid, 'client': proc.pid}
-            before = {k: proc_cpu_ticks(pid) for k, pid in pids.items()}
-            t0 = time.monotonic()
-            proc.stdin.write(b'go\n')
-            proc.stdin.flush()
-            if self.batch_state(proc, 600) != 'done':
-                s.check_alive(f'CPU split {kind}')
-                raise StepFailed(f'hotresetd-load batch {kind} did not finish: '
-                                 + proc.stderr.read().decode(errors='replace').strip()[-400:], fatal=True)
-            wall = time.monotonic() - t0
-            return wall, {k: proc_cpu_ticks(pid) - before[k] for k, pid in pids.items()}
-        finally:
-            try:
-                proc.stdin.close()
-            except OSError:
-                pass
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            proc.stdout.close()
-            proc.stderr.close()
+        def pids(proc):
+            return {'daemon': s.pid, 'bus': s.bus.proc.pid, 'client': proc.pid}
+
+        def ticks(proc):
+            return {k: proc_cpu_ticks(pid) for k, pid in pids(proc).items()}
+
+        wall, before, after = self.run_batch(s, kind, address, n, ticks, ticks, timeout=120)
+        return wall, {k: after[k] - before[k] for k in before}
 
     def burst(self, size, s, machine, burst_file):
         """1024 VFs added and removed; RSS before and after."""
@@ -638,30 +613,44 @@ class Runner:
 
     def callgrind_batch(self, s, kind, address, count):
         """Zero the daemon's counters, make `count` calls, dump: the
-        instructions the daemon executed per call. hotresetd-load batch
-        does its set-up (a context, for GetHotResetInfo) before "ready" and
-        its tear-down after the second line it reads, both outside the
-        counted window."""
+        instructions the daemon executed per call. The daemon is idle
+        before the zeroing and before the dump: what the set-up left to do
+        stays out, what the calls left to do (deferred signals) is
+        counted."""
+        def zero(proc):
+            listed = set(os.listdir(s.tmpdir))
+            self.callgrind_control('-z', s.pid)
+            return listed
+
+        def dump(proc):
+            s.quiesce(0.3, 600)
+            self.callgrind_control('-d', s.pid)
+
+        _, listed, _ = self.run_batch(s, kind, address, count, zero, dump)
+        return self.dump_summary(s, listed) / count
+
+    def run_batch(self, s, kind, address, count, before, after, timeout=600):
+        """hotresetd-load batch KIND: its set-up (a context, for
+        GetHotResetInfo), then, once the daemon is idle, before(proc), the
+        calls, after(proc), and its tear-down: set-up and tear-down stay
+        outside the window. Returns (wall seconds of the calls, what
+        before returned, what after returned)."""
         cmd = [self.load_bin, 'batch', kind, f'--count={count}', f'--timeout={self.p.call_timeout * 20}']
         if address:
             cmd.append('--address=' + address)
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 env=s.env())
-        ir = None
+        result = None
         try:
-            if self.batch_state(proc, 600) == 'ready':
-                # Idle before zeroing and before dumping: what the set-up
-                # left to do stays out, what the calls left to do (deferred
-                # signals) is counted.
-                s.quiesce(0.3, 600)
-                before = set(os.listdir(s.tmpdir))
-                self.callgrind_control('-z', s.pid)
+            if self.batch_state(proc, timeout) == 'ready':
+                s.quiesce(0.3, timeout)
+                b = before(proc)
+                t0 = time.monotonic()
                 proc.stdin.write(b'go\n')
                 proc.stdin.flush()
-                if self.batch_state(proc, 3600) == 'done':
-                    s.quiesce(0.3, 600)
-                    self.callgrind_control('-d', s.pid)
-                    ir = self.dump_summary(s, before)
+                if self.batch_state(proc, 6 * timeout) == 'done':
+                    wall = time.monotonic() - t0
+                    result = (wall, b, after(proc))
         finally:
             try:
                 proc.stdin.close()      # lets the batch tear down and exit
@@ -675,12 +664,12 @@ class Runner:
             err = proc.stdout.read().decode(errors='replace') + proc.stderr.read().decode(errors='replace')
             proc.stdout.close()
             proc.stderr.close()
-        if rc != 0 or ir is None:
-            s.check_alive(f'callgrind {kind}')
-            timeout = '"error_kind":"timeout"' in err
+        if rc != 0 or result is None:
+            s.check_alive(f'batch {kind}')
+            timed_out = '"error_kind":"timeout"' in err
             raise StepFailed(f'hotresetd-load batch {kind} ({describe_exit(rc)}): {err.strip()[-400:]}',
-                             fatal=not timeout)
-        return ir / count
+                             fatal=not timed_out)
+        return result
 
     @staticmethod
     def batch_state(proc, timeout):
@@ -817,7 +806,7 @@ class Report:
         for size in self.sizes:
             v = self.lat(size, 'CheckHotReset, one-function scope')
             rows.append(self.ratio_target('CheckHotReset p50, one-function scope ≤ 1.05 × Ping p50', size, v, 1.05,
-                                          f'latency CheckHotReset, one-function scope'))
+                                          'latency CheckHotReset, one-function scope'))
         for size in self.sizes:
             v = self.lat(size, 'CheckHotReset, large scope')
             scope = R[size]['targets'].get('large_scope_size')
